@@ -1,0 +1,157 @@
+"""The command line: thin click commands over the library; no logic lives here.
+
+Every :class:`~masthead.errors.MastheadError` becomes ``Error: <file:line>: message`` plus
+its fix, and exit status 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .errors import MastheadError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PUB_DIR = click.argument(
+    "directory",
+    required=False,
+    default=".",
+    type=click.Path(file_okay=False, path_type=Path),
+)
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn Masthead's errors into one clear message and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MastheadError as exc:
+            click.secho(f"Error: {exc}", fg="red", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="masthead")
+def main() -> None:
+    """Masthead publishes a numbered periodical — a print PDF, a web edition and an email
+    edition — from one folder of Markdown.
+
+    \b
+    A month with Masthead:
+      masthead init bulletin            start a publication
+      masthead new-issue bulletin       the next volume/number
+      (write items as Markdown in bulletin/issues/<issue>/)
+      masthead build bulletin           print PDF (and the other editions) in _site/
+      masthead demo                     see it all on a bundled sample
+    """
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", default="My Bulletin", show_default=True, help="The publication's name.")
+@friendly_errors
+def init(directory: Path, name: str) -> None:
+    """Start a new publication in DIRECTORY, with one sample issue.
+
+    Example: masthead init bulletin --name "Riverside Bulletin"
+    """
+    from .scaffold import init_publication
+
+    init_publication(directory, name=name)
+    click.echo(f"Started {name!r} in {directory}/ — edit masthead.toml, then `masthead build`.")
+
+
+@main.command("new-issue")
+@PUB_DIR
+@click.option("--slug", help="Folder name for the issue (default: YYYY-MM of today).")
+@click.option(
+    "--date",
+    "when",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The issue's date (default: today), as YYYY-MM-DD.",
+)
+@friendly_errors
+def new_issue_command(directory: Path, slug: str | None, when: Any) -> None:
+    """Create the next issue: number + 1 (volume + 1 when the year turns), today's date.
+
+    Example: masthead new-issue bulletin
+    """
+    from .scaffold import new_issue
+
+    today: date | None = when.date() if when else None
+    made = new_issue(directory, today=today, slug=slug)
+    click.echo(
+        f"Issue {made.slug}: Volume {made.volume} Number {made.number}, {made.date:%Y-%m-%d} "
+        f"— write its items in {made.path}/"
+    )
+
+
+@main.command("build")
+@PUB_DIR
+@click.option("--issue", "issue", metavar="SLUG", help="Build only this issue.")
+@click.option(
+    "--strict", is_flag=True, help="Treat warnings (e.g. an image without alt text) as errors."
+)
+@click.option("--force", is_flag=True, help="Render every issue, changed or not.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Print each issue's details and every warning.")
+@friendly_errors
+def build_command(
+    directory: Path, issue: str | None, strict: bool, force: bool, quiet: bool, verbose: bool
+) -> None:
+    """Build the issues into DIRECTORY/_site/: print PDF and manifest.json.
+
+    Only issues whose files changed are rendered again. A failed build leaves the last
+    good _site/ untouched.
+
+    Example: masthead build bulletin --strict
+    """
+    from .terminal import run_build
+
+    run_build(directory, issue=issue, strict=strict, force=force, quiet=quiet, verbose=verbose)
+
+
+@main.command()
+@click.argument(
+    "directory",
+    required=False,
+    default="masthead-demo",
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@friendly_errors
+def demo(directory: Path, quiet: bool) -> None:
+    """Copy the bundled demo publication to DIRECTORY (default ./masthead-demo) and build it.
+
+    Example: masthead demo && xdg-open masthead-demo/_site/2020-03/*.pdf
+    """
+    from .scaffold import copy_demo
+    from .terminal import run_build
+
+    copy_demo(directory)
+    if not quiet:
+        click.echo(f"Demo publication in {directory}/")
+    run_build(directory, quiet=quiet)
+
+
+@main.command()
+def reference() -> None:
+    """Print the publication format reference (every key of every file) as Markdown."""
+    from .config import reference_markdown
+
+    click.echo(reference_markdown())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,243 @@
+"""Read a publication folder into the model, with errors that name file, line and fix."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import IssueConfig, ItemFrontMatter, PublicationConfig, validate
+from ..errors import ConfigError, ContentError, IssueNotFound, PublicationNotFound
+from ..model import Issue, Item, Publication
+from .markdown import parse_markdown, walk_blocks
+
+MAX_ITEM_BYTES = 2 * 1024 * 1024
+"""An item file larger than this is refused: it is almost certainly not hand-written text."""
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
+SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+# `lead.fa.md` is the Persian translation of `lead.md`: not an item of the main edition.
+TRANSLATION = re.compile(r"^(?P<stem>.+)\.(?P<lang>[a-z]{2,3}(-[A-Za-z0-9]+)*)$")
+
+
+def read_text(path: Path, *, limit: int = MAX_ITEM_BYTES) -> str:
+    """A file's text as UTF-8 (a BOM is dropped); non-UTF-8 and oversized files are refused."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ContentError("file not found", path=path) from None
+    if size > limit:
+        raise ContentError(
+            f"file is {size / 1024 / 1024:.1f} MB, more than the {limit // 1024 // 1024} MB "
+            "an item may hold",
+            path=path,
+            fix="split it into several items, or keep large media beside it as files",
+        )
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ContentError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+            path=path,
+            line=line,
+            fix="save the file as UTF-8 (most editors offer it under 'Save with encoding')",
+        ) from None
+
+
+def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    text = read_text(path, limit=1024 * 1024)
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+)", str(exc))
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise ConfigError(
+            f"this is not valid TOML: {message}",
+            path=path,
+            line=int(match.group(1)) if match else None,
+            fix='check quotes and brackets; strings need quotes, e.g. name = "Bulletin"',
+        ) from None
+
+
+def load_publication(root: Path | str) -> Publication:
+    """Read ``masthead.toml`` and list the issue folders (issues are loaded on demand)."""
+    root = Path(root).resolve()
+    config_path = root / "masthead.toml"
+    if not config_path.is_file():
+        raise PublicationNotFound(
+            "no masthead.toml here: this folder is not a Masthead publication",
+            path=root,
+            fix="run `masthead init DIR` to start one, or pass the publication's folder",
+        )
+    data, text = _read_toml(config_path)
+    config = validate(PublicationConfig, data, path=config_path, text=text)
+    issues_dir = root / "issues"
+    slugs = (
+        sorted(p.name for p in issues_dir.iterdir() if (p / "issue.toml").is_file())
+        if issues_dir.is_dir()
+        else []
+    )
+    return Publication(root=root, config=config, issue_slugs=slugs)
+
+
+def issue_dir(pub: Publication, slug: str) -> Path:
+    path = pub.issues_dir / slug
+    if slug not in pub.issue_slugs:
+        known = ", ".join(pub.issue_slugs) or "none yet"
+        raise IssueNotFound(
+            f"no issue {slug!r} in {pub.issues_dir}",
+            fix=f"issues here: {known}; `masthead new-issue` starts one",
+        )
+    return path
+
+
+def load_issue_config(pub: Publication, slug: str) -> IssueConfig:
+    path = issue_dir(pub, slug) / "issue.toml"
+    data, text = _read_toml(path)
+    return validate(IssueConfig, data, path=path, text=text)
+
+
+def item_files(folder: Path) -> list[Path]:
+    """The main-language item files of an issue folder, in file-name order."""
+    return sorted(
+        p
+        for p in folder.glob("*.md")
+        if p.is_file() and not TRANSLATION.match(p.stem) and not p.name.startswith(".")
+    )
+
+
+def load_issue(pub: Publication, slug: str) -> Issue:
+    """Load one issue and all its items; raise on the first problem, collect warnings."""
+    folder = issue_dir(pub, slug)
+    config = load_issue_config(pub, slug)
+    files = _ordered_items(folder, config)
+    warnings: list[str] = []
+    items = [load_item(path, warnings) for path in files]
+    return Issue(slug=slug, path=folder, config=config, items=items, warnings=warnings)
+
+
+def _ordered_items(folder: Path, config: IssueConfig) -> list[Path]:
+    available = item_files(folder)
+    toml_path = folder / "issue.toml"
+    if config.items is None:
+        files = available
+    else:
+        by_name = {p.name: p for p in available} | {p.stem: p for p in available}
+        files = []
+        for entry in config.items:
+            if entry not in by_name:
+                text = toml_path.read_text(encoding="utf-8")
+                line = next(
+                    (i + 1 for i, s in enumerate(text.splitlines()) if f'"{entry}"' in s), None
+                )
+                names = ", ".join(p.name for p in available) or "none"
+                raise ConfigError(
+                    f"`items` names {entry!r}, but there is no such file in {folder.name}/",
+                    path=toml_path,
+                    line=line,
+                    fix=f"correct or remove the entry; item files here: {names}",
+                )
+            files.append(by_name[entry])
+    if not files:
+        raise ContentError(
+            "this issue has no items",
+            path=folder,
+            fix="add at least one Markdown file (e.g. lead.md with a `title:` front matter)",
+        )
+    return files
+
+
+FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*\r?$\n?", re.S | re.M)
+
+
+def load_item(path: Path, warnings: list[str]) -> Item:
+    """Read one item: YAML front matter, then the Markdown body."""
+    slug = path.stem
+    if not SLUG.match(slug):
+        better = re.sub(r"[^A-Za-z0-9_-]+", "-", slug).strip("-").lower() or "item"
+        raise ContentError(
+            "the file name becomes the item's web address, and this one has spaces or signs",
+            path=path,
+            fix=f"rename it to {better}.md",
+        )
+    text = read_text(path)
+    match = FRONT_MATTER.match(text)
+    if not match:
+        raise ContentError(
+            "no front matter: an item starts with a `---` line, `title: …`, and another `---`",
+            path=path,
+            line=1,
+            fix="add at the top:\n---\ntitle: Your title\n---",
+        )
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ContentError(
+            f"the front matter is not valid YAML: {problem}",
+            path=path,
+            line=(mark.line + 2) if mark else None,
+            fix="write one `key: value` per line; quote a value that holds a colon",
+        ) from None
+    meta = validate(
+        ItemFrontMatter, data or {}, path=path, text=match.group(1), line_offset=1, sep=":"
+    )
+    body_start = match.group(0).count("\n") + 1
+    body = parse_markdown(text[match.end() :], first_line=body_start)
+    _check_images(path, meta, body, text, warnings)
+    if not body and meta.kind != "letter":
+        warnings.append(f"{path}: the item has a title but no text")
+    return Item(slug=slug, path=path, meta=meta, body=body)
+
+
+def _check_images(
+    path: Path, meta: ItemFrontMatter, body: list[dict[str, Any]], text: str, warnings: list[str]
+) -> None:
+    folder = path.parent
+    images: list[tuple[str, str | None, int | None]] = []
+    if meta.image:
+        line = next((i + 1 for i, s in enumerate(text.splitlines()) if s.startswith("image:")), 2)
+        images.append((meta.image, meta.image_alt, line))
+    for block in walk_blocks(body):
+        if block["type"] == "image":
+            images.append((block["src"], block["alt"], block.get("line")))
+    for src, alt, line in images:
+        if re.match(r"^[a-z][a-z0-9+.-]*:", src, re.I):
+            warnings.append(
+                f"{path}:{line}: image {src!r} is a web address; only images beside the item "
+                "are printed (download it next to the item)"
+            )
+            continue
+        target = (folder / src).resolve()
+        if not target.is_relative_to(folder.resolve()):
+            raise ContentError(
+                f"image {src!r} lies outside the issue folder",
+                path=path,
+                line=line,
+                fix="put the image beside the item and name it without ../",
+            )
+        if not target.is_file():
+            raise ContentError(
+                f"image {src!r} not found in {folder.name}/",
+                path=path,
+                line=line,
+                fix="add the file beside the item, or correct its name",
+            )
+        if target.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ContentError(
+                f"image {src!r} is not a PNG, JPEG, GIF, SVG or WebP file",
+                path=path,
+                line=line,
+                fix="convert it to PNG or JPEG",
+            )
+        if not (alt or "").strip():
+            warnings.append(
+                f"{path}:{line}: image {src!r} has no alt text; describe it for readers who "
+                "cannot see it (image_alt: … or ![what it shows](file))"
+            )

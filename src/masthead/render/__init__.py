@@ -1,0 +1,1 @@
+"""Stage 3 — render: one edition per sub-package (print; web and email beside it)."""

@@ -1,0 +1,213 @@
+"""The print edition: an issue → JSON data → the Typst theme → a tagged PDF.
+
+The theme (``theme/masthead.typ``, or the publication's own) receives one JSON document in
+``sys.inputs.data``::
+
+    {"publication": {"name", "tagline", "lang", "dir", "paper", "columns", "authors",
+                     "publisher": {"name", "about", "address", "emails", "website"}},
+     "issue": {"slug", "volume", "number", "title", "date_text", "year", "month", "day"},
+     "labels": {…the catalogue of theme words…},
+     "style": {"fonts", "size", "accent"},
+     "items": [{"slug", "kind", "title", "authors", "source", "source_url", "published_text",
+                "summary", "image": {"path", "alt", "caption"} | null, "to", "salutation",
+                "signed", "letter_date", "body": [document tree]}]}
+
+Image paths are absolute within the Typst root, which is the publication folder: the theme
+can read nothing outside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ...errors import RenderError
+from ...i18n import catalogue, format_long_date, format_month_year
+from ...model import Issue, Item, Publication
+
+PDF_STANDARDS = ("ua-1", "a-2b")
+"""Standards the PDF is checked against: PDF/UA-1 (accessible) and PDF/A-2b (archival)."""
+
+RTL_LANGUAGES = {"ar", "fa", "he", "ur", "ps", "sd", "ckb", "yi", "dv"}
+
+
+@dataclass(frozen=True)
+class PrintEdition:
+    """A rendered print edition."""
+
+    pdf: bytes
+    pages: dict[str, tuple[int, int]]
+    """Each item's first and last print page, as the contents box shows them."""
+    page_count: int
+    standards: tuple[str, ...]
+    """The PDF standards Typst checked and accepted for this file."""
+    warnings: list[str] = field(default_factory=list)
+
+
+_fonts_lock = threading.Lock()
+
+
+@cache
+def shared_fonts() -> Any:
+    """One font book for every compile (scanning fonts is the slow part of a cold start)."""
+    import typst
+
+    with _fonts_lock:
+        return typst.Fonts(include_system_fonts=False, include_embedded_fonts=True)
+
+
+@cache
+def builtin_theme() -> bytes:
+    return resources.files(__package__).joinpath("theme/masthead.typ").read_bytes()
+
+
+def theme_file(pub: Publication) -> Path:
+    """The Typst theme to compile: the publication's own (``theme`` in masthead.toml) or the
+    built-in one, copied into ``PUB/.masthead/`` because Typst compiles only files inside its
+    root, and the root is the publication folder."""
+    if pub.config.theme:
+        path = (pub.root / pub.config.theme).resolve()
+        if not path.is_relative_to(pub.root) or not path.is_file():
+            raise RenderError(
+                f"theme file {pub.config.theme!r} not found in the publication folder",
+                path=pub.root / "masthead.toml",
+                fix="put the .typ file inside the publication folder, or remove `theme`",
+            )
+        return path
+    target = pub.state_dir / "theme" / "masthead.typ"
+    source = builtin_theme()
+    if not target.is_file() or target.read_bytes() != source:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".masthead.typ.{os.getpid()}")
+        tmp.write_bytes(source)
+        tmp.replace(target)
+    return target
+
+
+def _root_path(pub: Publication, path: Path) -> str:
+    """A file's path as Typst sees it: absolute within the publication folder."""
+    return "/" + path.resolve().relative_to(pub.root).as_posix()
+
+
+def _tree_with_paths(pub: Publication, item: Item, blocks: list[dict[str, Any]]) -> list[Any]:
+    """The body tree, images given their Typst path (or none when not a local file)."""
+    out = []
+    for block in blocks:
+        block = dict(block)
+        if block["type"] == "image":
+            local = item.path.parent / block["src"]
+            block["path"] = _root_path(pub, local) if local.is_file() else None
+        elif block["type"] == "quote":
+            block["children"] = _tree_with_paths(pub, item, block["children"])
+        elif block["type"] == "list":
+            block["items"] = [_tree_with_paths(pub, item, i) for i in block["items"]]
+        out.append(block)
+    return out
+
+
+def item_data(pub: Publication, issue: Issue, item: Item, lang: str) -> dict[str, Any]:
+    m = item.meta
+    image = None
+    if m.image and (item.path.parent / m.image).is_file():
+        image = {
+            "path": _root_path(pub, item.path.parent / m.image),
+            "alt": m.image_alt or "",
+            "caption": m.caption or "",
+        }
+    return {
+        "slug": item.slug,
+        "kind": m.kind.value,
+        "title": m.title,
+        "authors": m.authors,
+        "source": m.source,
+        "source_url": m.source_url,
+        "published_text": format_long_date(m.published, lang) if m.published else None,
+        "summary": m.summary,
+        "image": image,
+        "to": m.to,
+        "salutation": m.salutation,
+        "signed": m.signed,
+        "letter_date": format_long_date(m.published or issue.date, lang),
+        "body": _tree_with_paths(pub, item, item.body),
+    }
+
+
+def issue_data(pub: Publication, issue: Issue) -> dict[str, Any]:
+    """The JSON document the theme walks (see the module docstring)."""
+    c = pub.config
+    lang = c.language
+    authors = sorted({a for item in issue.items for a in item.meta.authors})
+    return {
+        "publication": {
+            "name": c.name,
+            "tagline": c.tagline,
+            "lang": lang.split("-")[0],
+            "dir": "rtl" if lang.split("-")[0] in RTL_LANGUAGES else "ltr",
+            "paper": c.paper,
+            "columns": c.columns,
+            "authors": [c.publisher.name or c.name, *authors],
+            "publisher": c.publisher.model_dump(),
+        },
+        "issue": {
+            "slug": issue.slug,
+            "volume": issue.volume,
+            "number": issue.number,
+            "title": issue.title,
+            "date_text": format_month_year(issue.date, lang),
+            "year": issue.date.year,
+            "month": issue.date.month,
+            "day": issue.date.day,
+        },
+        "labels": catalogue(lang),
+        "style": {"fonts": ["Libertinus Serif"], "size": 10, "accent": "#1d4e6b"},
+        "items": [item_data(pub, issue, item, lang) for item in issue.items],
+    }
+
+
+def render_print_edition(
+    pub: Publication, issue: Issue, *, standards: tuple[str, ...] = PDF_STANDARDS
+) -> PrintEdition:
+    """Typeset one issue. Tries the PDF standards first; if Typst refuses the document
+    under them (e.g. an image PDF/A does not allow), renders without and says so."""
+    import typst
+
+    data = json.dumps(issue_data(pub, issue), ensure_ascii=False)
+    compiler = typst.Compiler(
+        str(theme_file(pub)),
+        root=str(pub.root),
+        font_paths=shared_fonts(),
+        ignore_system_fonts=True,
+        sys_inputs={"data": data},
+    )
+    warnings: list[str] = []
+    try:
+        pdf = compiler.compile(format="pdf", pdf_standards=list(standards))
+    except typst.TypstError as exc:
+        if not standards:
+            raise RenderError(f"Typst could not typeset issue {issue.slug}: {exc}") from None
+        warnings.append(
+            f"{issue.slug}: the PDF does not meet {', '.join(standards)} ({_first_line(exc)}); "
+            "written without those checks"
+        )
+        standards = ()
+        try:
+            pdf = compiler.compile(format="pdf")
+        except typst.TypstError as exc2:
+            raise RenderError(f"Typst could not typeset issue {issue.slug}: {exc2}") from None
+    raw = compiler.query("<page-map>", field="value", one=True)
+    page_map = json.loads(raw)
+    pages = {slug: (span["first"], span["last"]) for slug, span in page_map["items"].items()}
+    page_count = int(page_map["page_count"])
+    return PrintEdition(
+        pdf=pdf, pages=pages, page_count=page_count, standards=tuple(standards), warnings=warnings
+    )
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -59,6 +59,25 @@ class BuildReport:
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(issue_slug, done, total)`` while issues are rendered."""
 
+IssueEdition = Callable[[Publication, Issue, dict[str, Any], Path], list[str]]
+"""Renders one edition of an issue into the staging folder ``out`` (under ``out/<slug>/``),
+adds its keys to the issue's manifest ``entry``, and returns warnings. Keys starting with
+``_`` are kept in the build state for site-wide editions but left out of manifest.json."""
+
+SiteEdition = Callable[[Publication, list[dict[str, Any]], Path, set[str]], list[str]]
+"""Renders site-wide outputs (home page, feeds, search index…) from every issue's manifest
+entry (newest first) into ``out``; the set holds the slugs rendered in this build."""
+
+
+def issue_editions() -> list[IssueEdition]:
+    """The editions rendered per issue after the print edition, in order."""
+    return []
+
+
+def site_editions() -> list[SiteEdition]:
+    """The site-wide editions, rendered after every issue, before the manifest."""
+    return []
+
 
 # ----------------------------------------------------------------------------------------
 # Fingerprints: what an issue's outputs depend on
@@ -147,12 +166,15 @@ def render_issue(pub: Publication, issue: Issue, out: Path) -> tuple[dict[str, A
             for item in issue.items
         ],
     }
+    warnings = [*issue.warnings, *edition.warnings]
+    for render in issue_editions():
+        warnings.extend(render(pub, issue, entry, out))
     report = IssueReport(
         slug=issue.slug,
         pages=edition.page_count,
         items=len(issue.items),
         seconds=time.perf_counter() - started,
-        warnings=[*issue.warnings, *edition.warnings],
+        warnings=warnings,
     )
     return entry, report
 
@@ -283,7 +305,10 @@ def build(
                 + "\n  ".join(report.warnings),
                 fix="fix each warning above, or build without --strict",
             )
-        write_manifest(pub, entries.values(), staging)
+        ordered = manifest_order(entries.values())
+        for render_site in site_editions():
+            report.warnings.extend(render_site(pub, ordered, staging, set(todo)))
+        write_manifest(pub, ordered, staging)
         _publish(staging, site)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -314,7 +339,10 @@ def write_manifest(pub: Publication, entries: Iterable[dict[str, Any]], out: Pat
             "base_url": pub.config.base_url,
         },
         "generator": f"Masthead {__version__}",
-        "issues": manifest_order(entries),
+        "issues": [
+            {k: v for k, v in entry.items() if not k.startswith("_")}
+            for entry in manifest_order(entries)
+        ],
     }
     write_file(out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False))
 

@@ -10,6 +10,7 @@ import functools
 import sys
 from collections.abc import Callable
 from datetime import date
+from importlib import import_module
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -151,6 +152,14 @@ def reference() -> None:
     from .config import reference_markdown
 
     click.echo(reference_markdown())
+
+
+# Commands of the later stages live in their own modules, which register on `main` when
+# imported. Keep their heavy imports inside the command functions: start-up stays fast.
+_COMMAND_MODULES: list[str] = []
+
+for _module in _COMMAND_MODULES:
+    import_module(f"masthead.{_module}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -177,7 +177,8 @@ def load_item(path: Path, warnings: list[str]) -> Item:
     try:
         data = yaml.safe_load(match.group(1))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        # where the broken construct began (an unclosed [ or quote) is where to look
+        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ContentError(
             f"the front matter is not valid YAML: {problem}",

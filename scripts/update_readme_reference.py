@@ -15,6 +15,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 text = README.read_text("utf-8")
 block = f"<!-- reference:start -->\n{reference_markdown()}\n<!-- reference:end -->"
-text = re.sub(r"<!-- reference:start -->.*?<!-- reference:end -->", lambda _: block, text, flags=re.S)
+text = re.sub(
+    r"<!-- reference:start -->.*?<!-- reference:end -->", lambda _: block, text, flags=re.S
+)
 README.write_text(text, "utf-8")
 print(f"updated {README}")

@@ -66,7 +66,9 @@ def make_publication(root: Path, *, paper: str = "a4", items: dict[str, str] | N
     (root / "issues" / "2020-03" / "issue.toml").write_text(
         "volume = 1\nnumber = 2\ndate = 2020-03-01\n", "utf-8"
     )
-    for name, text in (items or {"a.md": "---\ntitle: A\n---\n\nText.\n"}).items():
+    if items is None:
+        items = {"a.md": "---\ntitle: A\n---\n\nText.\n"}
+    for name, text in items.items():
         (root / "issues" / "2020-03" / name).write_text(text, "utf-8")
     return root
 
@@ -80,3 +82,58 @@ def site_snapshot(site: Path) -> dict[str, bytes]:
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+# ----------------------------------------------------------------------------------------
+# A real SMTP server on 127.0.0.1 (aiosmtpd) that keeps what it receives, for the
+# subscriber tests (confirmation emails).
+
+
+class MailSink:
+    """Messages received by an aiosmtpd server: (envelope sender, recipients, message)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.received: list[tuple[str, list[str], object]] = []
+        self.lock = threading.Lock()
+        self.port = 0
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        from email import message_from_bytes
+        from email.policy import default
+
+        msg = message_from_bytes(envelope.content, policy=default)  # type: ignore[attr-defined]
+        with self.lock:
+            self.received.append((envelope.mail_from, list(envelope.rcpt_tos), msg))  # type: ignore[attr-defined]
+        return "250 OK"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def confirm_sink():
+    """An SMTP server on 127.0.0.1 at ``sink.port``; ``sink.received`` holds the mail."""
+    from aiosmtpd.controller import Controller
+
+    sink = MailSink()
+    sink.port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
+    controller.start()
+    try:
+        yield sink
+    finally:
+        controller.stop()
+
+
+def point_smtp_at(root: Path, port: int) -> None:
+    """Make the publication at ``root`` send through 127.0.0.1:``port``."""
+    toml = root / "masthead.toml"
+    text = re.sub(r"(?m)^port = \d+$", f"port = {port}", toml.read_text("utf-8"))
+    toml.write_text(text, "utf-8")

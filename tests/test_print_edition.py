@@ -86,13 +86,19 @@ def test_every_paragraph_of_every_item_is_printed(built_demo: Path) -> None:
     manifest = _manifest(built_demo)
     text = _flowing_text(built_demo, manifest)
     issue = load_issue(load_publication(built_demo), manifest["issues"][0]["slug"])
-    # A hyphen at a line's end is indistinguishable from hyphenation in extracted text.
-    text = text.replace("-", "")
+
+    # A hyphen at a line's end is indistinguishable from hyphenation in extracted text, and
+    # Persian words in an English sentence are checked on their own (test_bilingual.py).
+    def latin(s: str) -> str:
+        s = re.sub(r"[\u0600-\u06ff«»()\u200c]+", "", normalise(s).replace("-", ""))
+        return re.sub(r"\s+", " ", s)
+
+    text = latin(text)
     missing = [
         (item.slug, para[:60])
         for item in issue.items
         for para in paragraphs(item.body)
-        if normalise(para).replace("-", "") not in text
+        if latin(para) not in text
     ]
     assert not missing
 

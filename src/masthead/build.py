@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from typing import Any
 
 from . import __version__
 from .content import load_issue, load_issue_config, load_publication
-from .errors import BuildWarning, MastheadError
+from .errors import BuildWarning, ConfigError, MastheadError
 from .model import Issue, Publication
 from .render.print import render_print_edition
 
@@ -71,12 +72,17 @@ entry (newest first) into ``out``; the set holds the slugs rendered in this buil
 
 def issue_editions() -> list[IssueEdition]:
     """The editions rendered per issue after the print edition, in order."""
-    return []
+    from .render.email import render_email_preview
+    from .render.web import render_web_issue
+
+    return [render_web_issue, render_email_preview]
 
 
 def site_editions() -> list[SiteEdition]:
     """The site-wide editions, rendered after every issue, before the manifest."""
-    return []
+    from .render.web import render_web_site
+
+    return [render_web_site]
 
 
 # ----------------------------------------------------------------------------------------
@@ -124,7 +130,7 @@ def _load_state(pub: Publication) -> dict[str, Any]:
 def _save_state(pub: Publication, state: dict[str, Any]) -> None:
     pub.state_dir.mkdir(parents=True, exist_ok=True)
     tmp = pub.state_dir / f".{STATE_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps(state, indent=1, sort_keys=True), "utf-8")
+    tmp.write_text(json.dumps(state, separators=(",", ":")), "utf-8")
     tmp.replace(pub.state_dir / STATE_FILE)
 
 
@@ -132,26 +138,24 @@ def _save_state(pub: Publication, state: dict[str, Any]) -> None:
 # Editions of one issue
 
 
-def pdf_name(pub: Publication, slug: str) -> str:
+def pdf_name(pub: Publication, slug: str, lang: str | None = None) -> str:
     stem = "".join(c if c.isalnum() else "-" for c in pub.config.name.lower()).strip("-")
     stem = "-".join(filter(None, stem.split("-"))) or "issue"
-    return f"{stem}-{slug}.pdf"
+    return f"{stem}-{slug}.{lang}.pdf" if lang else f"{stem}-{slug}.pdf"
 
 
-def render_issue(pub: Publication, issue: Issue, out: Path) -> tuple[dict[str, Any], IssueReport]:
-    """Render every edition of one issue into ``out/<slug>/``; return its manifest entry."""
-    started = time.perf_counter()
-    folder = out / issue.slug
-    folder.mkdir(parents=True, exist_ok=True)
+def edition_dir(issue: Issue) -> str:
+    """Where an edition's files go in the site: ``<slug>`` for the main language,
+    ``<lang>/<slug>`` for another (each language is a sub-site of its own)."""
+    return f"{issue.lang}/{issue.slug}" if issue.lang else issue.slug
+
+
+def _render_print(pub: Publication, issue: Issue, out: Path) -> tuple[dict[str, Any], Any]:
+    """The print edition of one issue (in its language): the PDF and its manifest keys."""
     edition = render_print_edition(pub, issue)
-    pdf = f"{issue.slug}/{pdf_name(pub, issue.slug)}"
+    pdf = f"{edition_dir(issue)}/{pdf_name(pub, issue.slug, issue.lang)}"
     write_file(out / pdf, edition.pdf)
-    entry = {
-        "slug": issue.slug,
-        "volume": issue.volume,
-        "number": issue.number,
-        "date": issue.date.isoformat(),
-        "title": issue.title,
+    keys = {
         "pdf": pdf,
         "pdf_bytes": len(edition.pdf),
         "page_count": edition.page_count,
@@ -166,9 +170,47 @@ def render_issue(pub: Publication, issue: Issue, out: Path) -> tuple[dict[str, A
             for item in issue.items
         ],
     }
+    return keys, edition
+
+
+def _render_language(pub: Publication, issue: Issue, out: Path) -> dict[str, Any]:
+    """Every edition of one issue in another language, into ``out/<lang>/<slug>/``: its
+    manifest keys (``pdf``, ``items``… and what the other editions add)."""
+    (out / edition_dir(issue)).mkdir(parents=True, exist_ok=True)
+    keys, edition = _render_print(pub, issue, out)
+    issue.warnings.extend(edition.warnings)
+    for render in issue_editions():
+        issue.warnings.extend(render(pub, issue, keys, out))
+    return keys
+
+
+def render_issue(
+    pub: Publication, issue: Issue, out: Path, languages: list[str] | None = None
+) -> tuple[dict[str, Any], IssueReport]:
+    """Render every edition of one issue into ``out/<slug>/``; return its manifest entry.
+
+    The main language's edition fills the entry; each other language in ``languages`` that
+    has items in this issue adds ``entry["editions"][lang]``."""
+    started = time.perf_counter()
+    (out / issue.slug).mkdir(parents=True, exist_ok=True)
+    keys, edition = _render_print(pub, issue, out)
+    entry = {
+        "slug": issue.slug,
+        "volume": issue.volume,
+        "number": issue.number,
+        "date": issue.date.isoformat(),
+        "title": issue.title,
+        **keys,
+    }
     warnings = [*issue.warnings, *edition.warnings]
     for render in issue_editions():
         warnings.extend(render(pub, issue, entry, out))
+    for lang in languages or []:
+        _remove(out / lang / issue.slug)
+        translated = load_issue(pub, issue.slug, lang)
+        if translated.items:
+            entry.setdefault("editions", {})[lang] = _render_language(pub, translated, out)
+        warnings.extend(translated.warnings)
     report = IssueReport(
         slug=issue.slug,
         pages=edition.page_count,
@@ -183,19 +225,35 @@ def render_issue(pub: Publication, issue: Issue, out: Path) -> tuple[dict[str, A
 # Staging and the atomic swap
 
 
-def _stage(site: Path, staging: Path) -> None:
+def _stage(site: Path, staging: Path, skip: set[str] = frozenset()) -> None:  # type: ignore[assignment]
     """A copy of the last good site made of hard links (the files are never written in place:
-    every output is written to a fresh file, so the live site never changes under a build)."""
+    every output is written to a fresh file, so the live site never changes under a build).
+    Top-level entries in ``skip`` (issues about to be rendered again) are left out."""
     if staging.exists():
         shutil.rmtree(staging)
-    if site.is_dir():
-        try:
-            shutil.copytree(site, staging, copy_function=os.link, symlinks=True)
-        except OSError:  # a file system without hard links
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(site, staging, symlinks=True)
-    else:
+    if not site.is_dir():
         staging.mkdir(parents=True)
+        return
+    try:
+        _link_tree(str(site), str(staging), skip)
+    except OSError:  # a file system without hard links
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(site, staging, symlinks=True, ignore=lambda d, names: skip & set(names))
+
+
+def _link_tree(source: str, target: str, skip: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    # os.scandir + os.link without shutil's per-file stat copying: an archive site holds
+    # tens of thousands of files, and this runs on every build.
+    os.mkdir(target)
+    with os.scandir(source) as entries:
+        for entry in entries:
+            if entry.name in skip:
+                continue
+            destination = os.path.join(target, entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                _link_tree(entry.path, destination)
+            else:
+                os.link(entry.path, destination, follow_symlinks=False)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -213,9 +271,10 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def _publish(staging: Path, site: Path) -> None:
-    """Put the staged site live: exchanged atomically where the OS allows, else two renames."""
+    """Put the staged site live: exchanged atomically where the OS allows, else two renames.
+    The old site is then deleted in the background: the new one is already live."""
     if site.exists() and _exchange(staging, site):
-        shutil.rmtree(staging, ignore_errors=True)  # staging now holds the old site
+        _remove_in_background(staging)  # staging now holds the old site
         return
     old = site.with_name(site.name + ".old")
     if old.exists():
@@ -223,7 +282,47 @@ def _publish(staging: Path, site: Path) -> None:
     if site.exists():
         site.rename(old)
     staging.rename(site)
-    shutil.rmtree(old, ignore_errors=True)
+    _remove_in_background(old)
+
+
+def _remove_in_background(path: Path) -> None:
+    """Delete a tree without making the build wait. It is renamed aside at once (so the next
+    build finds its staging name free), then removed by a detached process (a single-threaded
+    command) or a daemon thread (a long-running server such as ``masthead serve``)."""
+    if not path.exists():
+        return
+    doomed = path.with_name(f"{path.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+    path.rename(doomed)
+    os.utime(doomed)  # marks when it was set aside (see _sweep_leftovers)
+    if threading.active_count() > 1 or not hasattr(os, "fork"):
+        threading.Thread(target=shutil.rmtree, args=(doomed, True), daemon=True).start()
+        return
+    try:
+        child = os.fork()
+    except OSError:
+        shutil.rmtree(doomed, ignore_errors=True)
+        return
+    if child == 0:
+        # Fork again so that the deleting process belongs to init, not to us: no zombie.
+        try:
+            if os.fork() == 0:
+                shutil.rmtree(doomed, ignore_errors=True)
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+
+
+def _sweep_leftovers(pub: Publication) -> None:
+    """Old sites whose background deletion never finished (the machine stopped). One left
+    minutes ago is probably still being deleted: it is left to that process."""
+    cutoff = time.time() - 600
+    for pattern in (f".{pub.site_dir.name}.building.old-*", f"{pub.site_dir.name}.old.old-*"):
+        for leftover in pub.root.glob(pattern):
+            try:
+                if leftover.stat().st_mtime < cutoff:
+                    shutil.rmtree(leftover, ignore_errors=True)
+            except FileNotFoundError:
+                pass
 
 
 def write_file(path: Path, data: bytes | str) -> None:
@@ -253,11 +352,22 @@ def build(
     issue: str | None = None,
     strict: bool = False,
     force: bool = False,
+    lang: str | None = None,
     progress: Progress | None = None,
 ) -> BuildReport:
-    """Build every issue (or one) into ``root/_site/``, rendering only what changed."""
+    """Build every issue (or one) into ``root/_site/``, rendering only what changed.
+
+    ``lang`` builds one language's edition only (the others stay as they were)."""
     started = time.perf_counter()
     pub = load_publication(root)
+    _sweep_leftovers(pub)
+    languages = pub.config.edition_languages
+    if lang is not None and lang not in languages:
+        raise ConfigError(
+            f"this publication has no {lang!r} edition",
+            path=pub.root / "masthead.toml",
+            fix=f"use one of {', '.join(languages)}, or add {lang!r} to `languages`",
+        )
     site = pub.site_dir
     report = BuildReport(site=site)
     state = _load_state(pub)
@@ -283,17 +393,20 @@ def build(
         return report
 
     staging = pub.root / f".{site.name}.building"
-    _stage(site, staging)
+    rerendered = {slug for slug in todo if lang is None or slug not in previous}
+    _stage(site, staging, skip=rerendered | set(gone))
     try:
         entries = {slug: rec["entry"] for slug, rec in previous.items() if slug not in gone}
         for slug in gone:
             _remove(staging / slug)
+            for other in languages[1:]:
+                _remove(staging / other / slug)
         for n, slug in enumerate(todo):
             if progress:
                 progress(slug, n, len(todo))
-            loaded = load_issue(pub, slug)
-            _remove(staging / slug)
-            entry, issue_report = render_issue(pub, loaded, staging)
+            entry, issue_report = _render_selected(pub, slug, staging, lang, entries.get(slug))
+            if lang is not None and slug in entries:
+                fingerprints[slug] = None  # a partial build: the next full build renders all
             entries[slug] = entry
             report.built.append(issue_report)
             report.warnings.extend(issue_report.warnings)
@@ -315,7 +428,9 @@ def build(
         raise
     state["issues"] = {
         slug: {
-            "fingerprint": fingerprints.get(slug) or previous[slug]["fingerprint"],
+            "fingerprint": fingerprints[slug]
+            if slug in fingerprints
+            else previous[slug]["fingerprint"],
             "entry": entries[slug],
         }
         for slug in entries
@@ -325,9 +440,53 @@ def build(
     return report
 
 
+def _render_selected(
+    pub: Publication, slug: str, out: Path, lang: str | None, previous: dict[str, Any] | None
+) -> tuple[dict[str, Any], IssueReport]:
+    """Render an issue's editions: all of them, or (``lang``) one language's, keeping the
+    others' outputs and manifest keys from the previous build."""
+    main, *others = pub.config.edition_languages
+    if lang is None or previous is None:
+        _remove(out / slug)  # (each other language's folder is removed as it is rendered)
+        return render_issue(pub, load_issue(pub, slug), out, others)
+    if lang == main:
+        entry, report = render_issue(pub, load_issue(pub, slug), out, [])
+        if "editions" in previous:
+            entry["editions"] = previous["editions"]
+        return entry, report
+    started = time.perf_counter()
+    translated = load_issue(pub, slug, lang)
+    entry = dict(previous)
+    editions = dict(entry.get("editions", {}))
+    editions.pop(lang, None)
+    _remove(out / lang / slug)
+    if translated.items:
+        editions[lang] = _render_language(pub, translated, out)
+    entry["editions"] = editions
+    pages = editions.get(lang, {}).get("page_count", 0)
+    warnings = list(translated.warnings)
+    report = IssueReport(
+        slug=f"{slug} ({lang})",
+        pages=pages,
+        items=len(translated.items),
+        seconds=time.perf_counter() - started,
+        warnings=warnings,
+    )
+    return entry, report
+
+
 def manifest_order(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Newest issue first: by volume, then number."""
     return sorted(entries, key=lambda e: (e["volume"], e["number"], e["slug"]), reverse=True)
+
+
+def _public(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry as manifest.json shows it: the build state's ``_`` keys left out, in the
+    language editions too."""
+    public = {k: v for k, v in entry.items() if not k.startswith("_")}
+    if "editions" in public:
+        public["editions"] = {lang: _public(e) for lang, e in public["editions"].items()}
+    return public
 
 
 def write_manifest(pub: Publication, entries: Iterable[dict[str, Any]], out: Path) -> None:
@@ -339,10 +498,7 @@ def write_manifest(pub: Publication, entries: Iterable[dict[str, Any]], out: Pat
             "base_url": pub.config.base_url,
         },
         "generator": f"Masthead {__version__}",
-        "issues": [
-            {k: v for k, v in entry.items() if not k.startswith("_")}
-            for entry in manifest_order(entries)
-        ],
+        "issues": [_public(entry) for entry in manifest_order(entries)],
     }
     write_file(out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False))
 

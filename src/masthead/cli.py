@@ -82,8 +82,9 @@ def init(directory: Path, name: str) -> None:
     type=click.DateTime(formats=["%Y-%m-%d"]),
     help="The issue's date (default: today), as YYYY-MM-DD.",
 )
+@click.option("--lang", metavar="LANG", help="Also start the item in this language (lead.LANG.md).")
 @friendly_errors
-def new_issue_command(directory: Path, slug: str | None, when: Any) -> None:
+def new_issue_command(directory: Path, slug: str | None, when: Any, lang: str | None) -> None:
     """Create the next issue: number + 1 (volume + 1 when the year turns), today's date.
 
     Example: masthead new-issue bulletin
@@ -91,7 +92,7 @@ def new_issue_command(directory: Path, slug: str | None, when: Any) -> None:
     from .scaffold import new_issue
 
     today: date | None = when.date() if when else None
-    made = new_issue(directory, today=today, slug=slug)
+    made = new_issue(directory, today=today, slug=slug, lang=lang)
     click.echo(
         f"Issue {made.slug}: Volume {made.volume} Number {made.number}, {made.date:%Y-%m-%d} "
         f"— write its items in {made.path}/"
@@ -105,11 +106,18 @@ def new_issue_command(directory: Path, slug: str | None, when: Any) -> None:
     "--strict", is_flag=True, help="Treat warnings (e.g. an image without alt text) as errors."
 )
 @click.option("--force", is_flag=True, help="Render every issue, changed or not.")
+@click.option("--lang", metavar="LANG", help="Build only this language's edition (e.g. fa).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each issue's details and every warning.")
 @friendly_errors
 def build_command(
-    directory: Path, issue: str | None, strict: bool, force: bool, quiet: bool, verbose: bool
+    directory: Path,
+    issue: str | None,
+    strict: bool,
+    force: bool,
+    lang: str | None,
+    quiet: bool,
+    verbose: bool,
 ) -> None:
     """Build the issues into DIRECTORY/_site/: print PDF and manifest.json.
 
@@ -120,7 +128,9 @@ def build_command(
     """
     from .terminal import run_build
 
-    run_build(directory, issue=issue, strict=strict, force=force, quiet=quiet, verbose=verbose)
+    run_build(
+        directory, issue=issue, strict=strict, force=force, lang=lang, quiet=quiet, verbose=verbose
+    )
 
 
 @main.command()
@@ -156,7 +166,7 @@ def reference() -> None:
 
 # Commands of the later stages live in their own modules, which register on `main` when
 # imported. Keep their heavy imports inside the command functions: start-up stays fast.
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = ["cli_subscribers", "cli_web", "cli_clip", "cli_send"]
 
 for _module in _COMMAND_MODULES:
     import_module(f"masthead.{_module}")

@@ -15,7 +15,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError, ContentError, MastheadError
 
@@ -67,6 +74,105 @@ class PublisherConfig(_Schema):
         return _http_url(v, "website")
 
 
+class EmailConfig(_Schema):
+    """``[email]`` in ``masthead.toml``: how the email edition presents itself."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str = Field(default="", alias="from")
+    """The sender, e.g. "Riverside Bulletin <bulletin@example.org>"; required to send mail.
+    Bounces come back to a per-subscriber (VERP) variant of this address."""
+    reply_to: str | None = None
+    """Where readers' replies go (e.g. "editor@example.org"); default: the From address."""
+    list_id: str | None = None
+    """The List-Id header, e.g. "bulletin.example.org"; default: derived from ``base_url``."""
+    preheader: str | None = None
+    """The short line mail clients show after the subject; default: the lead item's summary."""
+    attach_pdf: bool = False
+    """Attach the print PDF to every email (otherwise the email links to it)."""
+    dkim_selector: str | None = None
+    """DKIM selector (the ``<selector>._domainkey`` DNS name); DKIM signing needs all three
+    ``dkim_*`` keys."""
+    dkim_domain: str | None = None
+    """DKIM signing domain (``d=``), normally the From address's domain."""
+    dkim_key_file: str | None = None
+    """The DKIM private key (PEM), a path relative to the publication folder."""
+
+    @field_validator("from_", "reply_to")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if not v:
+            return v
+        from email.utils import parseaddr
+
+        _, addr = parseaddr(v)
+        if "@" not in addr or any(c in v for c in "\r\n"):
+            raise ValueError(f'expected an address such as "Name <me@example.org>", got {v!r}')
+        return v
+
+
+class SmtpConfig(_Schema):
+    """``[smtp]`` in ``masthead.toml``: the mail server that sends the email edition."""
+
+    host: str = "127.0.0.1"
+    """The SMTP server's host name or address."""
+    port: int = Field(default=25, ge=1, le=65535)
+    """The SMTP server's port: 25 for a local relay (the default), 587 for submission with
+    "starttls", 465 for "tls"."""
+    security: Literal["none", "starttls", "tls"] = "none"
+    """Transport security: "none", "starttls" (upgrade a plain connection) or "tls"
+    (implicit TLS from the first byte)."""
+    username: str = ""
+    """User name for SMTP authentication; empty: no authentication."""
+    password_env: str = "MASTHEAD_SMTP_PASSWORD"
+    """The environment variable that holds the SMTP password (never written in the file)."""
+    rate_per_minute: int = Field(default=0, ge=0)
+    """At most this many messages in any 60-second window; 0: no limit."""
+    rate_per_domain_per_minute: int = Field(default=0, ge=0)
+    """At most this many messages per recipient domain in any 60-second window; 0: no limit."""
+    concurrency: int = Field(default=4, ge=1, le=64)
+    """How many SMTP connections send at once."""
+    timeout: float = Field(default=30.0, gt=0)
+    """Seconds to wait for the server's answer before giving up on a connection."""
+    retry_max_hours: float = Field(default=48.0, gt=0)
+    """Temporary failures (4xx) are retried with back-off for up to this many hours, then the
+    message is marked failed."""
+
+
+class ServeConfig(_Schema):
+    """``[serve]`` in ``masthead.toml``: the editor's app of ``masthead serve``."""
+
+    admin_password_hash: str = ""
+    """The editor's password, hashed by ``masthead serve --hash-password`` (never the password
+    itself); the environment variable MASTHEAD_ADMIN_PASSWORD_HASH overrides it. Without
+    either, the editor's pages under ``/admin/`` stay locked."""
+    secure_cookie: bool | None = None
+    """Mark the editor's session cookie Secure (sent over HTTPS only); default: when the
+    request came over HTTPS (a TLS proxy in front must pass X-Forwarded-Proto)."""
+
+
+class TranslatedPublisher(_Schema):
+    """``[translations.<lang>.publisher]``: the publisher box in another language."""
+
+    name: str | None = None
+    """The organisation's name in this language."""
+    about: str | None = None
+    """The about text in this language."""
+    address: list[str] | None = None
+    """The postal address as written in this language."""
+
+
+class TranslationConfig(_Schema):
+    """``[translations.<lang>]``: the publication's own words in another language."""
+
+    name: str | None = None
+    """The publication's name in this language."""
+    tagline: str | None = None
+    """The tagline in this language."""
+    publisher: TranslatedPublisher = TranslatedPublisher()
+    """The ``[translations.<lang>.publisher]`` table."""
+
+
 class PublicationConfig(_Schema):
     """``masthead.toml``: the publication itself."""
 
@@ -89,6 +195,80 @@ class PublicationConfig(_Schema):
     """A Typst theme file inside the publication folder to use instead of the built-in one."""
     publisher: PublisherConfig = PublisherConfig()
     """The ``[publisher]`` table."""
+    database_url: str | None = None
+    """Where subscribers and sends are stored, as an SQLAlchemy URL (e.g.
+    "postgresql+psycopg://user@host/db"); default: SQLite in ``.masthead/masthead.db``.
+    The environment variable MASTHEAD_DATABASE_URL overrides it."""
+    email: EmailConfig = EmailConfig()
+    """The ``[email]`` table."""
+    smtp: SmtpConfig = SmtpConfig()
+    """The ``[smtp]`` table."""
+    serve: ServeConfig = ServeConfig()
+    """The ``[serve]`` table."""
+    languages: list[str] = []
+    """The languages of the publication's editions, main one first, e.g. ["en", "fa"];
+    default: just ``language``. An item's translation sits beside it as ``<name>.<lang>.md``."""
+    translations: dict[str, TranslationConfig] = {}
+    """``[translations.<lang>]`` tables: name, tagline and publisher box in the other
+    languages."""
+    gregorian_dates: bool = False
+    """In editions dated in another calendar (Persian: Solar Hijri), also print the Gregorian
+    date."""
+
+    @property
+    def main_language(self) -> str:
+        return self.languages[0] if self.languages else self.language
+
+    @property
+    def edition_languages(self) -> list[str]:
+        """Every language with an edition, the main one first."""
+        return self.languages or [self.language]
+
+    def localized(self, lang: str) -> PublicationConfig:
+        """This config as the edition in ``lang`` sees it: its name, tagline, publisher words
+        and language."""
+        if lang == self.main_language:
+            return self
+        t = self.translations.get(lang, TranslationConfig())
+        p = t.publisher
+        publisher = self.publisher.model_copy(
+            update={
+                "name": p.name or self.publisher.name,
+                "about": p.about or self.publisher.about,
+                "address": p.address if p.address is not None else self.publisher.address,
+            }
+        )
+        return self.model_copy(
+            update={
+                "name": t.name or self.name,
+                "tagline": t.tagline if t.tagline is not None else self.tagline,
+                "language": lang,
+                "publisher": publisher,
+            }
+        )
+
+    @model_validator(mode="after")
+    def _languages_agree(self) -> PublicationConfig:
+        if (
+            self.languages
+            and "language" in self.model_fields_set
+            and self.language != self.languages[0]
+        ):
+            raise ValueError(
+                f"language is {self.language!r} but languages starts with {self.languages[0]!r}; "
+                "the first of `languages` is the main language"
+            )
+        if self.languages and self.language != self.languages[0]:
+            object.__setattr__(self, "language", self.languages[0])
+        for lang in [*self.languages, *self.translations]:
+            self._language(lang)
+        unknown = set(self.translations) - set(self.languages[1:])
+        if unknown:
+            raise ValueError(
+                f"[translations.{sorted(unknown)[0]}] names a language not in `languages` "
+                f"after the main one ({self.languages})"
+            )
+        return self
 
     @field_validator("base_url")
     @classmethod
@@ -212,6 +392,8 @@ def _describe(error: dict[str, Any], model: type[BaseModel]) -> tuple[str, str |
             key,
         )
     message = error["msg"].removeprefix("Value error, ")
+    if not loc:  # a rule across several keys
+        return message, None, ""
     return f"`{key}`: {message}", None, key
 
 
@@ -239,7 +421,7 @@ def validate(
         message, fix, key = _describe(first, model)
         parts = key.split(".")
         table = ".".join(parts[:-1]) if sep == "=" and len(parts) > 1 else None
-        line = find_key_line(text, parts[-1], sep=sep, table=table)
+        line = find_key_line(text, parts[-1], sep=sep, table=table) if key else None
         more = len(exc.errors()) - 1
         if more:
             message += f" (and {more} more problem{'s' if more > 1 else ''})"
@@ -252,11 +434,31 @@ def validate(
 # The format reference, generated from the docstrings above
 
 
+def _model_sections(
+    heading: str, model: type[BaseModel], prefix: str = ""
+) -> list[tuple[str, type[BaseModel], str]]:
+    """The model's own table, then one per sub-table (a field whose type is a model)."""
+    sections = [(heading, model, prefix)]
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            key = field.alias or name
+            sections += _model_sections(
+                f"masthead.toml `[{prefix}{key}]`", annotation, f"{prefix}{key}."
+            )
+    return sections
+
+
 def reference_markdown() -> str:
-    """The format reference as Markdown, one table per file (the README embeds it)."""
+    """The format reference as Markdown, one table per file or table (the README embeds it)."""
     sections = [
-        ("masthead.toml", PublicationConfig, ""),
-        ("masthead.toml `[publisher]`", PublisherConfig, "publisher."),
+        *_model_sections("masthead.toml", PublicationConfig),
+        ("masthead.toml `[translations.<lang>]`", TranslationConfig, "translations.<lang>."),
+        (
+            "masthead.toml `[translations.<lang>.publisher]`",
+            TranslatedPublisher,
+            "translations.<lang>.publisher.",
+        ),
         ("issue.toml", IssueConfig, ""),
         ("Item front matter", ItemFrontMatter, ""),
     ]
@@ -266,7 +468,8 @@ def reference_markdown() -> str:
         out.append("| key | default | meaning |")
         out.append("| --- | --- | --- |")
         for name, field in model.model_fields.items():
-            if name == "publisher":
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 continue
             if field.is_required():
                 default = "required"
@@ -274,6 +477,6 @@ def reference_markdown() -> str:
                 value = field.get_default(call_default_factory=True)
                 default = "—" if value in (None, [], "") else f"`{value}`"
             doc = " ".join((field.description or "").split())
-            out.append(f"| `{prefix}{name}` | {default} | {doc} |")
+            out.append(f"| `{prefix}{field.alias or name}` | {default} | {doc} |")
         out.append("")
     return "\n".join(out)

@@ -61,3 +61,55 @@ class RenderError(MastheadError):
 
 class BuildWarning(MastheadError):
     """A problem that does not stop a build, unless ``--strict`` is given."""
+
+
+class StoreError(MastheadError):
+    """The subscriber database cannot be opened or upgraded."""
+
+
+class SubscriberError(MastheadError):
+    """A subscriber command cannot be carried out (bad address, unknown subscriber…)."""
+
+
+class MailError(MastheadError):
+    """A mail server refused a message or could not be reached."""
+
+
+class FetchError(MastheadError):
+    """``masthead clip`` could not fetch a page or image (HTTP error, refused, too big…)."""
+
+
+class UnsafeAddress(FetchError):
+    """The address is not a public one (loopback, private, link-local, …) or not http(s)."""
+
+
+class TooManyRedirects(FetchError):
+    """A page redirected more times than ``masthead clip`` follows."""
+
+
+class ResponseTooLarge(FetchError):
+    """A page or image is larger than the size limit."""
+
+
+class FetchTimeout(FetchError):
+    """Fetching took longer than the overall time limit."""
+
+
+class ClipError(MastheadError):
+    """A page could not be clipped (no article text found, unreadable file…)."""
+
+
+class EmailConfigError(MastheadError):
+    """``[email]`` lacks something the email edition needs (a From address, a DKIM key…)."""
+
+
+class RecipientError(MastheadError):
+    """A recipient's address or per-recipient value cannot be put in a message safely."""
+
+
+class SmtpError(MailError):
+    """The mail server could not be reached or refused the session (not one recipient)."""
+
+
+class SendError(MastheadError):
+    """``masthead send`` cannot start or go on (issue not built, send paused…)."""

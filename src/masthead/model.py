@@ -42,6 +42,8 @@ class Issue:
     config: IssueConfig
     items: list[Item]
     warnings: list[str] = field(default_factory=list)
+    lang: str | None = None
+    """The language of this edition of the issue; None for the main language."""
 
     @property
     def volume(self) -> int:

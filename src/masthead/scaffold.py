@@ -62,7 +62,7 @@ def init_publication(target: Path, *, name: str = "My Bulletin") -> Path:
     safe = name.replace("\\", "").replace('"', "'")
     text = SAMPLE_CONFIG.format(name=safe, publisher="the " + safe + " team")
     (target / "masthead.toml").write_text(text, "utf-8")
-    (target / ".gitignore").write_text("_site/\n.masthead/\n", "utf-8")
+    (target / ".gitignore").write_text("_site/\n._site.*\n.masthead/\n**/.trash/\n", "utf-8")
     new_issue(target)
     return target
 
@@ -80,10 +80,19 @@ def next_numbers(
     return volume, number + 1
 
 
-def new_issue(root: Path, *, today: date | None = None, slug: str | None = None) -> NewIssue:
-    """Create the next issue folder with the next volume/number and today's date."""
+def new_issue(
+    root: Path, *, today: date | None = None, slug: str | None = None, lang: str | None = None
+) -> NewIssue:
+    """Create the next issue folder with the next volume/number and today's date, and a
+    starter item (with its ``lang`` translation beside it when another language is given)."""
     today = today or date.today()
     pub = load_publication(root)
+    if lang is not None and lang not in pub.config.edition_languages:
+        raise MastheadError(
+            f"this publication has no {lang!r} edition",
+            path=pub.root / "masthead.toml",
+            fix=f'add it to `languages`, e.g. languages = ["{pub.config.main_language}", "{lang}"]',
+        )
     configs = [load_issue_config(pub, s) for s in pub.issue_slugs]
     latest = max(((c.volume, c.number, c.date) for c in configs), default=None)
     volume, number = next_numbers(latest, today, pub.config.volume_rollover)
@@ -101,6 +110,10 @@ def new_issue(root: Path, *, today: date | None = None, slug: str | None = None)
         "utf-8",
     )
     (path / "lead.md").write_text(STARTER_ITEM.format(title="Lead story"), "utf-8")
+    if lang and lang != pub.config.main_language:
+        (path / f"lead.{lang}.md").write_text(
+            STARTER_ITEM.format(title=f"Lead story ({lang})"), "utf-8"
+        )
     return NewIssue(slug=slug, path=path, volume=volume, number=number, date=today)
 
 

@@ -16,6 +16,7 @@ def run_build(
     issue: str | None = None,
     strict: bool = False,
     force: bool = False,
+    lang: str | None = None,
     quiet: bool = False,
     verbose: bool = False,
 ) -> BuildReport:
@@ -42,7 +43,9 @@ def run_build(
         progress_bar.update(task[0], completed=done, description=slug)
 
     try:
-        report = build(directory, issue=issue, strict=strict, force=force, progress=progress)
+        report = build(
+            directory, issue=issue, strict=strict, force=force, lang=lang, progress=progress
+        )
     finally:
         if progress_bar is not None and task:
             progress_bar.stop()

@@ -111,14 +111,33 @@ def item_files(folder: Path) -> list[Path]:
     )
 
 
-def load_issue(pub: Publication, slug: str) -> Issue:
-    """Load one issue and all its items; raise on the first problem, collect warnings."""
+def load_issue(pub: Publication, slug: str, lang: str | None = None) -> Issue:
+    """Load one issue and all its items; raise on the first problem, collect warnings.
+
+    With ``lang`` other than the main language, load that language's edition: the
+    translations (``<name>.<lang>.md``) of the main items that have one, in the same order,
+    each keeping its main item's slug."""
     folder = issue_dir(pub, slug)
     config = load_issue_config(pub, slug)
     files = _ordered_items(folder, config)
     warnings: list[str] = []
-    items = [load_item(path, warnings) for path in files]
-    return Issue(slug=slug, path=folder, config=config, items=items, warnings=warnings)
+    main = pub.config.main_language
+    if lang is None or lang == main:
+        items = [load_item(path, warnings) for path in files]
+        return Issue(slug=slug, path=folder, config=config, items=items, warnings=warnings)
+    known = {p.stem for p in files}
+    for orphan in sorted(folder.glob(f"*.{lang}.md")):
+        if orphan.name[: -len(f".{lang}.md")] not in known:
+            warnings.append(
+                f"{orphan}: a {lang} translation of no item of this issue (no "
+                f"{orphan.name[: -len(f'.{lang}.md')]}.md beside it)"
+            )
+    items = [
+        load_item(translation, warnings, slug=path.stem)
+        for path in files
+        if (translation := path.with_name(f"{path.stem}.{lang}.md")).is_file()
+    ]
+    return Issue(slug=slug, path=folder, config=config, items=items, warnings=warnings, lang=lang)
 
 
 def _ordered_items(folder: Path, config: IssueConfig) -> list[Path]:
@@ -155,9 +174,10 @@ def _ordered_items(folder: Path, config: IssueConfig) -> list[Path]:
 FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*\r?$\n?", re.S | re.M)
 
 
-def load_item(path: Path, warnings: list[str]) -> Item:
-    """Read one item: YAML front matter, then the Markdown body."""
-    slug = path.stem
+def load_item(path: Path, warnings: list[str], *, slug: str | None = None) -> Item:
+    """Read one item: YAML front matter, then the Markdown body. A translation passes the
+    slug of the item it translates."""
+    slug = slug or path.stem
     if not SLUG.match(slug):
         better = re.sub(r"[^A-Za-z0-9_-]+", "-", slug).strip("-").lower() or "item"
         raise ContentError(

@@ -29,20 +29,56 @@ def _catalogue(lang: str) -> dict[str, str]:
 
 def catalogue(lang: str) -> dict[str, str]:
     """Every theme word for ``lang`` (a BCP 47 tag), English where a word is missing."""
-    base = lang.split("-")[0].lower()
-    return _catalogue(FALLBACK) | _catalogue(base) | _catalogue(lang)
+    return _catalogue(FALLBACK) | _catalogue(base_language(lang)) | _catalogue(lang)
 
 
-def format_long_date(value: date, lang: str) -> str:
-    """A date as the publication's readers write it, e.g. "March 1, 2020" or "1 mars 2020"."""
+PERSIAN_MONTHS = (
+    "فروردین", "اردیبهشت", "خرداد", "تیر", "مرداد", "شهریور",
+    "مهر", "آبان", "آذر", "دی", "بهمن", "اسفند",
+)  # fmt: skip
+DIGITS = {"fa": "۰۱۲۳۴۵۶۷۸۹", "ar": "٠١٢٣٤٥٦٧٨٩"}
+
+
+def base_language(lang: str) -> str:
+    return lang.split("-")[0].lower()
+
+
+def localize_digits(text: str, lang: str) -> str:
+    """Western digits in ``text`` written in the language's own digits (Persian: ۱۲۳)."""
+    digits = DIGITS.get(base_language(lang))
+    return text.translate(str.maketrans("0123456789", digits)) if digits else text
+
+
+def _solar_hijri(value: date, *, day: bool) -> str:
+    import jdatetime
+
+    j = jdatetime.date.fromgregorian(date=value)
+    text = f"{PERSIAN_MONTHS[j.month - 1]} {j.year}"
+    return localize_digits(f"{j.day} {text}" if day else text, "fa")
+
+
+def format_long_date(value: date, lang: str, *, gregorian: bool = False) -> str:
+    """A date as the publication's readers write it: "March 1, 2020", "1 mars 2020", and in
+    Persian the Solar Hijri date "۱۱ اسفند ۱۳۹۸" (with the Gregorian date after it when
+    ``gregorian`` is asked for)."""
+    if base_language(lang) == "fa":
+        text = _solar_hijri(value, day=True)
+        if gregorian:
+            text += f" ({localize_digits(format_date(value, format='long', locale='fa'), 'fa')})"
+        return text
     try:
         return format_date(value, format="long", locale=lang.replace("-", "_"))
     except (UnknownLocaleError, ValueError):
         return format_date(value, format="long", locale=FALLBACK)
 
 
-def format_month_year(value: date, lang: str) -> str:
-    """The issue date as a masthead shows it, e.g. "March 2020"."""
+def format_month_year(value: date, lang: str, *, gregorian: bool = False) -> str:
+    """The issue date as a masthead shows it, e.g. "March 2020", in Persian "اسفند ۱۳۹۸"."""
+    if base_language(lang) == "fa":
+        text = _solar_hijri(value, day=False)
+        if gregorian:
+            text += f" ({localize_digits(format_date(value, format='LLLL y', locale='fa'), 'fa')})"
+        return text
     try:
         return format_date(value, format="LLLL y", locale=lang.replace("-", "_"))
     except (UnknownLocaleError, ValueError):

@@ -59,7 +59,20 @@ def shared_fonts() -> Any:
     import typst
 
     with _fonts_lock:
-        return typst.Fonts(include_system_fonts=False, include_embedded_fonts=True)
+        return typst.Fonts(
+            include_system_fonts=False, include_embedded_fonts=True, font_paths=font_dirs()
+        )
+
+
+def font_dirs() -> list[str]:
+    """Fonts shipped as Python packages: Amiri (OFL) for Arabic-script languages."""
+    import fontpkg_amiri
+
+    return [str(fontpkg_amiri.ROOT / "files")]
+
+
+FONTS = ["Libertinus Serif", "Amiri"]
+"""Latin text in Libertinus Serif (embedded in Typst); Persian and Arabic fall back to Amiri."""
 
 
 @cache
@@ -111,7 +124,9 @@ def _tree_with_paths(pub: Publication, item: Item, blocks: list[dict[str, Any]])
     return out
 
 
-def item_data(pub: Publication, issue: Issue, item: Item, lang: str) -> dict[str, Any]:
+def item_data(
+    pub: Publication, issue: Issue, item: Item, lang: str, gregorian: bool = False
+) -> dict[str, Any]:
     m = item.meta
     image = None
     if m.image and (item.path.parent / m.image).is_file():
@@ -127,28 +142,35 @@ def item_data(pub: Publication, issue: Issue, item: Item, lang: str) -> dict[str
         "authors": m.authors,
         "source": m.source,
         "source_url": m.source_url,
-        "published_text": format_long_date(m.published, lang) if m.published else None,
+        "published_text": (
+            format_long_date(m.published, lang, gregorian=gregorian) if m.published else None
+        ),
         "summary": m.summary,
         "image": image,
         "to": m.to,
         "salutation": m.salutation,
         "signed": m.signed,
-        "letter_date": format_long_date(m.published or issue.date, lang),
+        "letter_date": format_long_date(m.published or issue.date, lang, gregorian=gregorian),
         "body": _tree_with_paths(pub, item, item.body),
     }
 
 
+def _is_rtl(lang: str) -> bool:
+    return lang.split("-")[0].lower() in RTL_LANGUAGES
+
+
 def issue_data(pub: Publication, issue: Issue) -> dict[str, Any]:
     """The JSON document the theme walks (see the module docstring)."""
-    c = pub.config
-    lang = c.language
+    lang = issue.lang or pub.config.main_language
+    c = pub.config.localized(lang)
+    gregorian = c.gregorian_dates
     authors = sorted({a for item in issue.items for a in item.meta.authors})
     return {
         "publication": {
             "name": c.name,
             "tagline": c.tagline,
             "lang": lang.split("-")[0],
-            "dir": "rtl" if lang.split("-")[0] in RTL_LANGUAGES else "ltr",
+            "dir": "rtl" if _is_rtl(lang) else "ltr",
             "paper": c.paper,
             "columns": c.columns,
             "authors": [c.publisher.name or c.name, *authors],
@@ -159,14 +181,15 @@ def issue_data(pub: Publication, issue: Issue) -> dict[str, Any]:
             "volume": issue.volume,
             "number": issue.number,
             "title": issue.title,
-            "date_text": format_month_year(issue.date, lang),
+            "date_text": format_month_year(issue.date, lang, gregorian=gregorian),
             "year": issue.date.year,
             "month": issue.date.month,
             "day": issue.date.day,
         },
         "labels": catalogue(lang),
-        "style": {"fonts": ["Libertinus Serif"], "size": 10, "accent": "#1d4e6b"},
-        "items": [item_data(pub, issue, item, lang) for item in issue.items],
+        # Amiri's letters are small beside Libertinus at the same size: a point more in RTL.
+        "style": {"fonts": FONTS, "size": 11 if _is_rtl(lang) else 10, "accent": "#1d4e6b"},
+        "items": [item_data(pub, issue, item, lang, gregorian) for item in issue.items],
     }
 
 

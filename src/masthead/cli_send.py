@@ -1,0 +1,202 @@
+"""``masthead send``: the email edition to every subscriber, crash-safe and resumable."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .cli import PUB_DIR, friendly_errors, main
+
+
+@main.command("send")
+@PUB_DIR
+@click.option("--issue", "slug", metavar="SLUG", required=True, help="The issue to send.")
+@click.option("--yes", is_flag=True, help="Send without asking for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Show what would be sent; send nothing.")
+@click.option(
+    "--test-to",
+    metavar="ADDRESS",
+    help="Send one copy to ADDRESS only (not recorded; subscribers get nothing).",
+)
+@click.option("--pause", is_flag=True, help="Pause the send: running senders stop claiming.")
+@click.option("--resume", is_flag=True, help="Resume a paused send (running send again does too).")
+@click.option(
+    "--resend-unknown",
+    is_flag=True,
+    help="Also resend messages whose delivery is unknown (the reply after DATA was lost); "
+    "their readers may get the issue twice.",
+)
+@click.option(
+    "--retry-base",
+    type=float,
+    default=None,
+    hidden=True,
+    help="First back-off after a 4xx answer, in seconds (default 60).",
+)
+@click.option(
+    "--batch",
+    type=int,
+    default=None,
+    hidden=True,
+    help="Rows claimed at a time (default 250).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar; print only the report.")
+@friendly_errors
+def send_command(
+    directory: Path,
+    slug: str,
+    yes: bool,
+    dry_run: bool,
+    test_to: str | None,
+    pause: bool,
+    resume: bool,
+    resend_unknown: bool,
+    retry_base: float | None,
+    batch: int | None,
+    quiet: bool,
+) -> None:
+    """Send issue SLUG's email edition to every active subscriber of DIRECTORY.
+
+    The outbox (one row per subscriber) is created first; each message is recorded once the
+    mail server has answered. Run the same command again after a crash, a kill or --pause:
+    it goes on where the last run stopped. Exit status 0 when every message was sent (or
+    its reader left or bounced).
+
+    Example: masthead send bulletin --issue 2020-03 --yes
+    """
+    from .content import load_issue, load_publication
+    from .deliver import (
+        count_recipients,
+        create_send,
+        issue_entry,
+        policy_from_config,
+        send_state,
+        send_test,
+        set_paused,
+    )
+    from .store import open_store
+
+    pub = load_publication(directory)
+    issue = load_issue(pub, slug)
+    if test_to:
+        outcome = send_test(pub, issue, test_to)
+        ok = outcome.state == "sent"
+        click.echo(f"Test message to {test_to}: {outcome.state} ({outcome.code} {outcome.message})")
+        sys.exit(0 if ok else 1)
+    store = open_store(pub)
+    state = send_state(store, slug)
+    if pause:
+        if not set_paused(store, slug, True):
+            click.echo(f"Issue {slug} has not been sent yet: nothing to pause.")
+            sys.exit(1)
+        click.echo(f"Paused the send of {slug}; run `masthead send` again to resume.")
+        return
+    issue_entry(pub, slug)  # fail now, before any question, if the issue is not built
+    if state.exists:
+        todo = state.remaining + (state.count("unknown") if resend_unknown else 0)
+        question = f"Resume sending issue {slug}: {todo:,} of {state.total:,} left?"
+    else:
+        todo = count_recipients(store)
+        question = f"Send issue {slug} to {todo:,} subscribers?"
+    if dry_run:
+        _dry_run(pub, issue, state, todo)
+        return
+    if todo == 0 and not state.exists:
+        click.echo("No active subscribers: nothing to send.")
+        return
+    if not yes and not click.confirm(question, default=False):
+        click.echo("Nothing sent.")
+        sys.exit(1)
+    if resume:
+        set_paused(store, slug, False)
+    create_send(store, slug)
+    policy = policy_from_config(pub, retry_base=retry_base, batch=batch)
+    report = _run_with_progress(pub, store, issue, policy, resend_unknown, quiet)
+    _print_report(report)
+    sys.exit(0 if report.state.complete else 1)
+
+
+def _dry_run(pub, issue, state, todo: int) -> None:  # type: ignore[no-untyped-def]
+    from .deliver import issue_entry, template_cache
+
+    template = template_cache(pub, issue, issue_entry(pub, issue.slug))(None)
+    c = pub.config
+    click.echo(f"Dry run: nothing is sent.\n  Subject:  {template.subject}")
+    click.echo(f"  From:     {c.email.from_}")
+    click.echo(f"  Server:   {c.smtp.host}:{c.smtp.port} ({c.smtp.security})")
+    click.echo(f"  Messages: {todo:,}, about {template.size // 1024:,} KiB each")
+    if state.exists:
+        states = ", ".join(f"{n:,} {s}" for s, n in sorted(state.states.items()))
+        click.echo(f"  Outbox:   {states}{' (paused)' if state.paused else ''}")
+    if c.smtp.rate_per_minute:
+        click.echo(
+            f"  Rate:     at most {c.smtp.rate_per_minute:,} a minute: "
+            f"about {todo / c.smtp.rate_per_minute:,.0f} minutes"
+        )
+
+
+def _run_with_progress(pub, store, issue, policy, resend_unknown: bool, quiet: bool):  # type: ignore[no-untyped-def]
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from .deliver import send_issue, send_state
+
+    state = send_state(store, issue.slug)
+    todo = state.remaining + (state.count("unknown") if resend_unknown else 0)
+    if quiet or not sys.stderr.isatty():
+        return send_issue(pub, store, issue, policy=policy, resend_unknown=resend_unknown)
+    columns = (
+        TextColumn("Sending {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:,.0f} msg/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task(issue.slug, total=todo, rate=0.0)
+        import time
+
+        started = time.monotonic()
+
+        def progress(stats):  # type: ignore[no-untyped-def]
+            done = stats.sent + stats.failed + stats.bounced + stats.unknown
+            elapsed = max(time.monotonic() - started, 1e-6)
+            bar.update(task, completed=done, rate=done / elapsed)
+
+        return send_issue(
+            pub, store, issue, policy=policy, progress=progress, resend_unknown=resend_unknown
+        )
+
+
+def _print_report(report) -> None:  # type: ignore[no-untyped-def]
+    s, run = report.state, report.run
+    rate = run.sent / run.seconds if run.seconds else 0.0
+    click.echo(
+        f"Issue {s.issue_slug}: this run sent {run.sent:,} in {run.seconds:.1f} s "
+        f"({rate:,.0f} msg/s)"
+        + (f"; {report.recovered:,} in-flight rows resent" if report.recovered else "")
+    )
+    failed = s.count("failed") - s.bounced
+    click.echo(
+        f"  sent {s.count('sent'):,} · failed {failed:,} · bounced {s.bounced:,} · "
+        f"unknown {s.count('unknown'):,} · suppressed {s.count('suppressed'):,} · "
+        f"waiting {s.remaining:,} of {s.total:,}"
+    )
+    if run.paused:
+        click.echo("  Paused: run `masthead send` again to resume.")
+    if run.interrupted:
+        click.echo("  Interrupted: run `masthead send` again to go on.")
+    if s.count("unknown"):
+        click.echo(
+            "  Unknown: the reply after the message was lost; they may have arrived. "
+            "--resend-unknown sends them again."
+        )
+    if s.remaining and not (run.paused or run.interrupted):
+        click.echo("  Some messages wait for a retry: run `masthead send` again later.")

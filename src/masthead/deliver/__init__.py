@@ -1,0 +1,228 @@
+"""Delivery of the email edition: the outbox, the SMTP engine, rate limits, retries, resume.
+
+:func:`send_issue` is the whole of ``masthead send`` without the terminal: it creates the
+send (one outbox row per recipient, in one transaction), puts back rows a dead sender left in
+flight, and runs :class:`~masthead.deliver.engine.Sender` until every row is finished, the
+send is paused, or a fatal error (server unreachable, sender refused) stops it.
+
+States of an outbox row and the policy for each:
+
+* ``pending``: due at ``next_attempt_at`` (or at once);
+* ``sending``: claimed by one sender, under a lease; only the SMTP answer moves it on;
+* ``sent``: the server accepted the message (2xx after the data);
+* ``failed``: a 5xx answer (a refused *address* also suppresses it: ``hard bounce``), or 4xx
+  answers for longer than ``[smtp] retry_max_hours``;
+* ``unknown``: the connection was lost after the whole message was written and before the
+  answer. Not resent automatically, because it may have been delivered; ``masthead send
+  --resend-unknown`` sends them again (accepting a possible duplicate);
+* ``suppressed``: the reader left (unsubscribed, bounced, complained) before their message
+  went out.
+
+A sender that is killed leaves its claimed rows in ``sending``; the next run puts them back
+to ``pending`` and sends them (a process of this host that is gone is noticed at once;
+otherwise the lease of ``SendPolicy.lease`` seconds runs out first). Those rows, and only
+those, may arrive twice: their messages were in flight when the sender died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import SendError, SmtpError
+from ..model import Issue, Publication
+from ..store import Store
+from .engine import Progress, RunStats, Sender, SendPolicy
+from .outbox import SendState, count_recipients, create_send, recover, send_state, set_paused
+from .smtp import Outcome, SmtpConnection, SmtpSettings
+
+__all__ = [
+    "RunStats",
+    "SendPolicy",
+    "SendReport",
+    "SendState",
+    "count_recipients",
+    "create_send",
+    "issue_entry",
+    "policy_from_config",
+    "send_issue",
+    "send_state",
+    "send_test",
+    "set_paused",
+    "smtp_settings",
+    "template_cache",
+]
+
+
+def smtp_settings(pub: Publication) -> SmtpSettings:
+    """``[smtp]`` as connection settings; the password comes from ``password_env``."""
+    c = pub.config.smtp
+    password = ""
+    if c.username:
+        password = os.environ.get(c.password_env, "")
+        if not password:
+            raise SmtpError(
+                f"[smtp] username is set but ${c.password_env} is empty",
+                fix=f"export {c.password_env}=… (the password is never written in the file)",
+            )
+    return SmtpSettings(
+        host=c.host,
+        port=c.port,
+        security=c.security,
+        username=c.username,
+        password=password,
+        timeout=c.timeout,
+    )
+
+
+def policy_from_config(pub: Publication, **overrides: Any) -> SendPolicy:
+    c = pub.config.smtp
+    values: dict[str, Any] = {
+        "concurrency": c.concurrency,
+        "rate_per_minute": c.rate_per_minute,
+        "rate_per_domain_per_minute": c.rate_per_domain_per_minute,
+        "max_age": c.retry_max_hours * 3600,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return SendPolicy(**values)
+
+
+def issue_entry(pub: Publication, slug: str) -> dict[str, Any]:
+    """The issue's entry in ``_site/manifest.json`` (the email links to the built editions)."""
+    try:
+        manifest = json.loads((pub.site_dir / "manifest.json").read_text("utf-8"))
+    except (FileNotFoundError, ValueError):
+        manifest = {"issues": []}
+    for entry in manifest.get("issues", []):
+        if entry.get("slug") == slug:
+            return entry
+    raise SendError(
+        f"issue {slug} is not built: the email links to its web and PDF editions",
+        path=pub.site_dir / "manifest.json",
+        fix=f"run `masthead build {pub.root} --issue {slug}` (and publish _site/) first",
+    )
+
+
+def template_cache(pub: Publication, issue: Issue, entry: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """``templates(language)``: the issue's message template per reader language, rendered
+    on first use."""
+    from ..render.email.message import build_template
+
+    pdf_path = entry.get("pdf")
+    pdf_bytes = None
+    if pdf_path and pub.config.email.attach_pdf:
+        pdf_bytes = (pub.site_dir / pdf_path).read_bytes()
+    cache: dict[str | None, Any] = {}
+
+    main = getattr(pub.config, "main_language", pub.config.language)
+    editions = set(getattr(pub.config, "languages", None) or [main])
+
+    def templates(language: str | None):  # type: ignore[no-untyped-def]
+        # a reader whose language has no edition of this publication reads the main one
+        lang = language if language in editions else main
+        if lang not in cache:
+            edition = issue
+            if lang != main:
+                from ..content import load_issue
+
+                edition = load_issue(pub, issue.slug, lang)
+            edition_pdf = entry.get("editions", {}).get(lang, {}).get("pdf") or pdf_path
+            edition_pdf_bytes = pdf_bytes
+            if pdf_bytes is not None and edition_pdf != pdf_path:
+                edition_pdf_bytes = (pub.site_dir / edition_pdf).read_bytes()
+            cache[lang] = build_template(
+                pub,
+                edition,
+                pdf_path=edition_pdf,
+                pdf_bytes=edition_pdf_bytes,
+                lang=lang,
+                web_path=_web_folder(entry, lang, main),
+            )
+        return cache[lang]
+
+    return templates
+
+
+def _web_folder(entry: dict[str, Any], lang: str, main: str) -> str | None:
+    """The folder of the issue's web edition in ``lang``, from the manifest's ``html`` path
+    (``2020-03/index.html`` → ``2020-03/``); None: the default ``<slug>/``."""
+    edition = entry if lang == main else entry.get("editions", {}).get(lang, {})
+    html = edition.get("html")
+    if not isinstance(html, str) or "/" not in html:
+        return None
+    return html.rsplit("/", 1)[0] + "/"
+
+
+@dataclass
+class SendReport:
+    run: RunStats
+    state: SendState
+    recovered: int
+
+
+def send_issue(
+    pub: Publication,
+    store: Store,
+    issue: Issue,
+    *,
+    policy: SendPolicy | None = None,
+    settings: SmtpSettings | None = None,
+    progress: Progress | None = None,
+    resend_unknown: bool = False,
+) -> SendReport:
+    """Send (or go on sending) ``issue`` to its outbox; the send must exist
+    (:func:`create_send`). Returns this run's figures and the send's state."""
+    entry = issue_entry(pub, issue.slug)
+    templates = template_cache(pub, issue, entry)
+    templates(None)  # render now: a broken template fails before any claim
+    settings = settings or smtp_settings(pub)
+    policy = policy or policy_from_config(pub)
+    set_paused(store, issue.slug, False)
+    recovered = recover(store, issue.slug, resend_unknown=resend_unknown)
+    from .outbox import mark_finished, mark_started
+
+    mark_started(store, issue.slug)
+    sender = Sender(pub, store, issue.slug, templates, settings, policy, progress)
+    run = asyncio.run(sender.run())
+    run.recovered = recovered
+    state = send_state(store, issue.slug)
+    if state.remaining == 0:
+        mark_finished(store, issue.slug)
+    return SendReport(run=run, state=state, recovered=recovered)
+
+
+def send_test(pub: Publication, issue: Issue, address: str) -> Outcome:
+    """One message of ``issue`` to ``address``, outside the outbox (nothing is recorded)."""
+    from ..render.email.message import Recipient, make_message_id, sender_address
+
+    entry = issue_entry(pub, issue.slug)
+    template = template_cache(pub, issue, entry)(None)
+    sender = sender_address(pub)
+    base = pub.config.base_url
+    import secrets
+
+    recipient = Recipient(
+        email=address,
+        name="",
+        unsubscribe_url=f"{base}unsubscribe?test=1",
+        unsubscribe_mailto=f"mailto:{sender.addr_spec}?subject=test",
+        message_id=make_message_id(issue.slug, "test", secrets.token_hex(6), sender.domain),
+    )
+    data = template.wire(recipient)
+    outcomes: list[Outcome] = []
+
+    async def run() -> None:
+        conn = SmtpConnection(smtp_settings(pub))
+        await conn.open()
+
+        async def one():  # type: ignore[no-untyped-def]
+            yield ("test", sender.addr_spec, address, data)
+
+        await conn.send_many(one(), lambda _key, outcome: outcomes.append(outcome))
+        await conn.close()
+
+    asyncio.run(run())
+    return outcomes[0]

@@ -1,0 +1,400 @@
+"""The sending loop: claim outbox rows, personalise, hand them to a pool of SMTP connections,
+record each answer.
+
+Three kinds of task share one event loop:
+
+* the *producer* claims due rows in batches (:func:`masthead.deliver.outbox.claim`), makes
+  each recipient's message from the issue's template (rendered once per language) and queues
+  it;
+* *workers*, one per connection (``[smtp] concurrency``), take queued messages through a
+  :class:`_Jobs` source that applies the rate limits at the moment a message is handed to the
+  connection, and send them pipelined (:mod:`masthead.deliver.smtp`);
+* the *recorder* writes the outcomes in batches, a few times a second, in one transaction each
+  (:func:`masthead.deliver.outbox.record`), and renews the claims' lease.
+
+Database calls run on one worker thread, so SQLite's fsyncs never stall the connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from ..errors import MastheadError, RecipientError, SmtpError
+from ..model import Publication
+from ..render.email.message import MessageTemplate, Recipient
+from ..store import Store, utcnow
+from ..store.tokens import secret_key, unsubscribe_mailto, unsubscribe_url, verp_address
+from . import outbox
+from .outbox import Claimed, Result
+from .ratelimit import DomainLimits, SlidingWindow
+from .smtp import Outcome, SmtpConnection, SmtpSettings
+
+
+@dataclass(frozen=True)
+class SendPolicy:
+    """How a send paces itself and retries (``[smtp]`` sets the first four)."""
+
+    concurrency: int = 4
+    rate_per_minute: int = 0
+    rate_per_domain_per_minute: int = 0
+    batch: int = 250
+    lease: float = 300.0
+    """Seconds a claim holds before another sender may take the row over."""
+    retry_base: float = 60.0
+    """First back-off after a 4xx answer, in seconds; it doubles per attempt (with jitter)."""
+    retry_cap: float = 3600.0
+    max_age: float = 3 * 24 * 3600.0
+    """After this many seconds since the send was created, a 4xx answer fails the row."""
+    commit_every: float = 0.1
+    """Seconds between writes of the answers (what a kill can leave unrecorded)."""
+
+
+@dataclass
+class RunStats:
+    """What this run did (the final report adds the totals from the database)."""
+
+    sent: int = 0
+    failed: int = 0
+    bounced: int = 0
+    unknown: int = 0
+    suppressed: int = 0
+    retried: int = 0
+    recovered: int = 0
+    paused: bool = False
+    interrupted: bool = False
+    """Stopped by SIGINT/SIGTERM: the messages in flight were finished and recorded."""
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+Progress = Callable[[RunStats], None]
+
+
+class _Jobs:
+    """A worker's view of the queue: an async iterator of ``(row, sender, rcpt, data)`` that
+    waits for the rate limits, plus ``next_nowait()`` for pipelining."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.s = sender
+        self.finished = False
+
+    def __aiter__(self) -> _Jobs:
+        return self
+
+    async def __anext__(self) -> tuple[Any, ...]:
+        while True:
+            if self.finished:
+                raise StopAsyncIteration
+            wait = self.s.global_limit.wait_time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            job = await self.s.queue.get()
+            if job is None:
+                self.finished = True
+                raise StopAsyncIteration
+            if self._admit(job):
+                return job
+
+    def next_nowait(self) -> tuple[Any, ...] | None:
+        while not self.finished and self.s.global_limit.wait_time() <= 0:
+            try:
+                job = self.s.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return None
+            if job is None:
+                self.finished = True
+                return None
+            if self._admit(job):
+                return job
+        return None
+
+    def _admit(self, job: tuple[Any, ...]) -> bool:
+        """Take the rate-limit slots for ``job``, or defer it (back to pending) when its
+        domain is at its limit."""
+        domain = job[2].rpartition("@")[2].lower()
+        wait = self.s.domain_limits.wait_time(domain)
+        if wait > 0:
+            row = job[0]
+            at = utcnow() + timedelta(seconds=wait)
+            self.s.add_result(Result(row, "release", None, "domain rate limit", None, at))
+            return False
+        self.s.global_limit.take()
+        self.s.domain_limits.take(domain)
+        return True
+
+
+class Sender:
+    """One run of ``masthead send`` for one issue."""
+
+    def __init__(
+        self,
+        pub: Publication,
+        store: Store,
+        issue_slug: str,
+        templates: Callable[[str | None], MessageTemplate],
+        settings: SmtpSettings,
+        policy: SendPolicy,
+        progress: Progress | None = None,
+    ) -> None:
+        self.pub = pub
+        self.store = store
+        self.slug = issue_slug
+        self.templates = templates
+        self.settings = settings
+        self.policy = policy
+        self.progress = progress
+        self.me = outbox.sender_id()
+        self.stats = RunStats()
+        self.results: list[Result] = []
+        self.in_flight = 0
+        self.fatal: MastheadError | None = None
+        self.global_limit = SlidingWindow(policy.rate_per_minute)
+        self.domain_limits = DomainLimits(policy.rate_per_domain_per_minute)
+        self.queue: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue(policy.batch * 2)
+        self.secret = secret_key(pub)
+        domain = verp_address(pub, 0, "") or "masthead@localhost"
+        # Message-IDs: <slug.row-id.nonce@domain>, the nonce a MAC of the issue (unique to the
+        # publication, the same on a retry: a resent message keeps its Message-ID)
+        nonce = hashlib.sha256(self.secret + f"msgid|{issue_slug}".encode()).hexdigest()[:12]
+        self.msgid_parts = outbox.message_id_parts(issue_slug, nonce, domain.rpartition("@")[2])
+        self.created_at = outbox.send_created_at(store, issue_slug)
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="masthead-db")
+        self._results_ready = asyncio.Event()
+        self._stop = False
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    def add_result(self, result: Result) -> None:
+        self.results.append(result)
+        if len(self.results) >= self.policy.batch:
+            self._results_ready.set()
+
+    # -- the run -------------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """SIGINT/SIGTERM: stop claiming, finish and record what is in flight. A second
+        signal is left to Python's default (the next run recovers the claimed rows)."""
+        self.stats.interrupted = True
+        self._remove_signal_handlers()
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._signals: list[int] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.interrupt)
+                self._signals.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                pass
+
+    def _remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in getattr(self, "_signals", []):
+            loop.remove_signal_handler(sig)
+        self._signals = []
+
+    async def run(self) -> RunStats:
+        started = time.perf_counter()
+        self._install_signal_handlers()
+        try:
+            recorder = asyncio.create_task(self._recorder())
+            workers = [asyncio.create_task(self._worker(n)) for n in range(self.policy.concurrency)]
+            try:
+                await self._producer()
+            finally:
+                for _ in workers:
+                    await self.queue.put(None)
+                await asyncio.gather(*workers)
+                self._stop = True
+                self._results_ready.set()
+                await recorder
+        finally:
+            self._remove_signal_handlers()
+            self._db.shutdown(wait=True)
+        self.stats.seconds = time.perf_counter() - started
+        if self.fatal is not None:
+            raise self.fatal
+        return self.stats
+
+    async def _producer(self) -> None:
+        p = self.policy
+        while self.fatal is None:
+            rows = await self.db(outbox.claim, self.store, self.slug, self.me, p.batch, p.lease)
+            if rows is not None and self.stats.interrupted:
+                for row in rows:
+                    self.in_flight += 1
+                    self.add_result(Result(row, "release", None, "interrupted"))
+                rows = None
+            if rows is None:  # paused or interrupted: what is queued goes back to pending
+                self.stats.paused = not self.stats.interrupted
+                while not self.queue.empty():
+                    job = self.queue.get_nowait()
+                    if job is not None:
+                        self.add_result(Result(job[0], "release", None, "stopped"))
+                return
+            if not rows:
+                if self.in_flight > 0:
+                    await asyncio.sleep(0.05)
+                    continue
+                due = await self.db(outbox.next_due, self.store, self.slug)
+                if due is None:
+                    # rows another sender holds: wait for them (and take them over if it dies)
+                    if not await self.db(outbox.count_sending, self.store, self.slug):
+                        return
+                    await self.db(outbox.recover, self.store, self.slug)
+                    await asyncio.sleep(0.25)
+                    continue
+                wait = (due - utcnow()).total_seconds()
+                await asyncio.sleep(min(max(wait, 0.01), 1.0))
+                continue
+            for row in rows:
+                self.in_flight += 1
+                if self.fatal is not None:
+                    self.add_result(Result(row, "release", None, "send stopped"))
+                    continue
+                job = self._job(row)
+                if job is not None:
+                    await self.queue.put(job)
+
+    def _job(self, row: Claimed) -> tuple[Any, ...] | None:
+        pub = self.pub
+        message_id = f"{self.msgid_parts[0]}{row.id}{self.msgid_parts[1]}"
+        try:
+            mailto = unsubscribe_mailto(pub, row.subscriber_id, row.email) or ""
+            recipient = Recipient(
+                email=row.email,
+                name=row.name or "",
+                unsubscribe_url=unsubscribe_url(pub, row.subscriber_id, row.email),
+                unsubscribe_mailto=mailto,
+                message_id=message_id,
+            )
+            data = self.templates(row.language).wire(recipient)
+        except RecipientError as exc:
+            self.add_result(Result(row, "failed", None, exc.message))
+            return None
+        sender = verp_address(pub, row.subscriber_id, row.email) or ""
+        return (row, sender, row.email, data)
+
+    async def _worker(self, n: int) -> None:
+        jobs = _Jobs(self)
+        failures = 0
+        while not jobs.finished:
+            conn = SmtpConnection(self.settings)
+            try:
+                await conn.open()
+            except SmtpError as exc:
+                failures += 1
+                if failures >= 5 or (self.stats.sent == 0 and failures >= 2):
+                    self._fail(exc)
+                    await self._drain(jobs)
+                    return
+                await asyncio.sleep(min(2**failures, 30) * 0.25)
+                continue
+            failures = 0
+            try:
+                await conn.send_many(jobs, self._on_outcome)
+            finally:
+                if jobs.finished or self.fatal is not None:
+                    await conn.close()
+                else:
+                    conn.abort()
+            if self.fatal is not None:
+                await self._drain(jobs)
+                return
+
+    async def _drain(self, jobs: _Jobs) -> None:
+        """After a fatal error: give back every queued row (not an attempt)."""
+        while True:
+            job = jobs.next_nowait() if not jobs.finished else None
+            if job is None:
+                if jobs.finished:
+                    return
+                job = await self.queue.get()
+                if job is None:
+                    jobs.finished = True
+                    return
+            self.add_result(Result(job[0], "release", None, "send stopped"))
+
+    def _fail(self, exc: MastheadError) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+
+    def _on_outcome(self, row: Claimed, o: Outcome) -> None:
+        msgid = None  # recorded from the row id (outbox.record)
+        now = utcnow()
+        if o.state == "sent":
+            self.add_result(Result(row, "sent", o.code, o.message, msgid))
+        elif o.state == "unknown":
+            self.add_result(Result(row, "unknown", o.code, o.message, msgid))
+        elif o.state == "retry":
+            at = now if row.attempts < 3 else now + timedelta(seconds=self._backoff(row))
+            self.add_result(Result(row, "retry", o.code, f"{o.at}: {o.message}", None, at))
+        elif o.state == "temporary":
+            age = (now - self.created_at).total_seconds()
+            if age > self.policy.max_age:
+                error = f"gave up after {row.attempts + 1} attempts: {o.code} {o.message}"
+                self.add_result(Result(row, "failed", o.code, error, msgid))
+            else:
+                at = now + timedelta(seconds=self._backoff(row))
+                self.add_result(Result(row, "retry", o.code, f"{o.at}: {o.message}", None, at))
+        elif o.at == "MAIL":  # the server refuses the sender: not the reader's fault
+            self.add_result(Result(row, "release", o.code, o.message))
+            self._fail(
+                SmtpError(
+                    f"the mail server refuses the sender: {o.code} {o.message}",
+                    fix="check [email] from and the [smtp] account's right to send as it",
+                )
+            )
+        elif o.bounce:
+            self.add_result(Result(row, "bounced", o.code, o.message, msgid))
+        else:
+            self.add_result(Result(row, "failed", o.code, f"{o.at}: {o.message}", msgid))
+
+    def _backoff(self, row: Claimed) -> float:
+        return outbox.backoff(row.attempts + 1, self.policy.retry_base, self.policy.retry_cap)
+
+    async def _recorder(self) -> None:
+        last_renew = time.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._results_ready.wait(), self.policy.commit_every)
+            self._results_ready.clear()
+            batch, self.results = self.results, []
+            if batch:
+                await self.db(outbox.record, self.store, self.me, batch, self.msgid_parts)
+                self._count(batch)
+            if time.monotonic() - last_renew > self.policy.lease / 5:
+                await self.db(outbox.renew_lease, self.store, self.me, self.policy.lease)
+                last_renew = time.monotonic()
+            if self.progress is not None:
+                self.progress(self.stats)
+            if self._stop and not self.results:
+                return
+
+    def _count(self, batch: list[Result]) -> None:
+        s = self.stats
+        for r in batch:
+            if r.state == "sent":
+                s.sent += 1
+            elif r.state == "failed":
+                s.failed += 1
+            elif r.state == "bounced":
+                s.bounced += 1
+            elif r.state == "unknown":
+                s.unknown += 1
+            elif r.state == "retry":
+                s.retried += 1
+            self.in_flight -= 1

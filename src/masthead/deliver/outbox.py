@@ -1,0 +1,497 @@
+"""The outbox: one row per (issue, subscriber), and every change of its state.
+
+A row moves ``pending → sending → sent | failed | unknown`` (or ``suppressed``), and only
+:func:`record` moves it out of ``sending``, after the mail server has answered. Claims are
+one ``UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING`` in a ``BEGIN IMMEDIATE``
+transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two senders never hold the same
+row. A claim carries the sender's id (``host:pid:nonce``) and a lease; :func:`recover` puts
+back to ``pending`` the rows of a sender that died (same host, process gone) or whose lease
+ran out.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Text,
+    and_,
+    bindparam,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+
+from ..store import Store, bounce_events, outbox, sends, subscribers, suppressions, utcnow
+from ..store.subscriber_list import suppress_address
+
+TERMINAL = ("sent", "failed", "unknown", "suppressed")
+HARD_BOUNCE = "hard bounce: "
+
+
+def sender_id() -> str:
+    """This process's claim mark: ``host:pid:nonce``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+@dataclass
+class SendState:
+    """Counts of one issue's outbox rows by state, plus the send's own flags."""
+
+    issue_slug: str
+    exists: bool = False
+    paused: bool = False
+    total: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+    bounced: int = 0
+
+    def count(self, state: str) -> int:
+        return self.states.get(state, 0)
+
+    @property
+    def remaining(self) -> int:
+        return self.count("pending") + self.count("sending")
+
+    @property
+    def complete(self) -> bool:
+        """Every row sent or suppressed, or failed as a hard bounce (its address is now
+        suppressed): the exit status 0 of ``masthead send``."""
+        done = self.count("sent") + self.count("suppressed") + self.bounced
+        return self.exists and done == self.total
+
+
+def _recipients():  # type: ignore[no-untyped-def]
+    return (
+        select(
+            subscribers.c.id,
+            subscribers.c.email,
+            subscribers.c.name,
+            subscribers.c.language,
+        )
+        .where(subscribers.c.status == "active")
+        .where(~exists().where(suppressions.c.email_key == subscribers.c.email_key))
+    )
+
+
+def count_recipients(store: Store) -> int:
+    """How many subscribers a new send would go to (active, not suppressed)."""
+    with store.read() as conn:
+        return conn.execute(select(func.count()).select_from(_recipients().subquery())).scalar_one()
+
+
+def create_send(store: Store, issue_slug: str) -> tuple[bool, int]:
+    """Create the send of ``issue_slug`` and its outbox rows, in one transaction, unless it
+    exists. Returns (created, total). The list is fixed when the send is created: whoever
+    subscribes later does not receive this issue; whoever leaves before their message goes
+    out does not either (checked at claim time)."""
+    with store.begin() as conn:
+        existing = conn.execute(
+            select(sends.c.total).where(sends.c.issue_slug == issue_slug)
+        ).first()
+        if existing is not None:
+            return False, int(existing.total)
+        now = utcnow()
+        rows = _recipients().with_only_columns(
+            literal(issue_slug),
+            subscribers.c.id,
+            subscribers.c.email,
+            subscribers.c.name,
+            subscribers.c.language,
+            literal("pending"),
+            literal(0),
+            literal(now, type_=outbox.c.created_at.type),
+        )
+        columns = ["issue_slug", "subscriber_id", "email", "name", "language", "state"]
+        stmt = _insert(store).from_select([*columns, "attempts", "created_at"], rows)
+        conn.execute(stmt.on_conflict_do_nothing())
+        total = conn.execute(
+            select(func.count()).where(outbox.c.issue_slug == issue_slug)
+        ).scalar_one()
+        conn.execute(
+            insert(sends).values(issue_slug=issue_slug, created_at=now, paused=0, total=total)
+        )
+        return True, int(total)
+
+
+def _insert(store: Store):  # type: ignore[no-untyped-def]
+    if store.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(outbox)
+
+
+def send_state(store: Store, issue_slug: str) -> SendState:
+    with store.read() as conn:
+        row = conn.execute(select(sends).where(sends.c.issue_slug == issue_slug)).first()
+        state = SendState(issue_slug)
+        if row is None:
+            return state
+        state.exists = True
+        state.paused = bool(row.paused)
+        state.total = int(row.total)
+        for s, n in conn.execute(
+            select(outbox.c.state, func.count())
+            .where(outbox.c.issue_slug == issue_slug)
+            .group_by(outbox.c.state)
+        ):
+            state.states[s] = int(n)
+        state.bounced = conn.execute(
+            select(func.count())
+            .where(outbox.c.issue_slug == issue_slug)
+            .where(outbox.c.state == "failed")
+            .where(outbox.c.last_error.like(HARD_BOUNCE + "%"))
+        ).scalar_one()
+        return state
+
+
+def send_created_at(store: Store, issue_slug: str) -> datetime:
+    """When the send (and so every outbox row of it) was created."""
+    with store.read() as conn:
+        return conn.execute(
+            select(sends.c.created_at).where(sends.c.issue_slug == issue_slug)
+        ).scalar_one()
+
+
+def set_paused(store: Store, issue_slug: str, paused: bool) -> bool:
+    """Pause (running senders stop claiming) or resume a send; False if there is none."""
+    with store.begin() as conn:
+        result = conn.execute(
+            update(sends).where(sends.c.issue_slug == issue_slug).values(paused=int(paused))
+        )
+        return result.rowcount > 0
+
+
+def mark_started(store: Store, issue_slug: str) -> None:
+    with store.begin() as conn:
+        conn.execute(
+            update(sends)
+            .where(sends.c.issue_slug == issue_slug)
+            .where(sends.c.started_at.is_(None))
+            .values(started_at=utcnow())
+        )
+
+
+def mark_finished(store: Store, issue_slug: str) -> None:
+    with store.begin() as conn:
+        conn.execute(
+            update(sends).where(sends.c.issue_slug == issue_slug).values(finished_at=utcnow())
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(store: Store, issue_slug: str, *, resend_unknown: bool = False) -> int:
+    """Put back to ``pending`` the rows left in ``sending`` by a sender that is gone (a
+    process of this host that no longer runs, or any sender whose lease ran out), and, with
+    ``resend_unknown``, the ``unknown`` rows. Returns how many rows were put back: their
+    messages may have been delivered already (they were in flight)."""
+    now = utcnow()
+    host = socket.gethostname()
+    with store.begin() as conn:
+        claimers = conn.execute(
+            select(outbox.c.claimed_by)
+            .where(outbox.c.issue_slug == issue_slug, outbox.c.state == "sending")
+            .distinct()
+        ).scalars()
+        dead = []
+        for claimer in claimers:
+            parts = (claimer or "").rsplit(":", 2)
+            if claimer is None or (
+                len(parts) == 3
+                and parts[0] == host
+                and parts[1].isdigit()
+                and not _pid_alive(int(parts[1]))
+            ):
+                dead.append(claimer)
+        stale = and_(
+            outbox.c.issue_slug == issue_slug,
+            outbox.c.state == "sending",
+            or_(
+                outbox.c.lease_until < now,
+                outbox.c.claimed_by.in_([d for d in dead if d is not None]),
+                outbox.c.claimed_by.is_(None),
+            ),
+        )
+        n = conn.execute(
+            update(outbox)
+            .where(stale)
+            .values(state="pending", claimed_by=None, lease_until=None, next_attempt_at=None)
+        ).rowcount
+        if resend_unknown:
+            n += conn.execute(
+                update(outbox)
+                .where(outbox.c.issue_slug == issue_slug, outbox.c.state == "unknown")
+                .values(state="pending", next_attempt_at=None)
+            ).rowcount
+        return int(n)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    subscriber_id: int
+    email: str
+    name: str
+    language: str | None
+    attempts: int
+
+
+def claim(store: Store, issue_slug: str, me: str, n: int, lease: float) -> list[Claimed] | None:
+    """Claim up to ``n`` due rows for ``me``; None when the send is paused. Rows whose
+    subscriber has left or been suppressed since the send was created become ``suppressed``
+    here, before any message is made for them."""
+    now = utcnow()
+    with store.begin() as conn:
+        paused = conn.execute(
+            select(sends.c.paused).where(sends.c.issue_slug == issue_slug)
+        ).scalar()
+        if paused:
+            return None
+        due = (
+            select(outbox.c.id)
+            .where(outbox.c.issue_slug == issue_slug, outbox.c.state == "pending")
+            .where(or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now))
+            .order_by(outbox.c.id)
+            .limit(n)
+        )
+        if conn.dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        rows = conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(due.scalar_subquery()))
+            .values(
+                state="sending",
+                claimed_by=me,
+                lease_until=now + timedelta(seconds=lease),
+            )
+            .returning(
+                outbox.c.id,
+                outbox.c.subscriber_id,
+                outbox.c.email,
+                outbox.c.name,
+                outbox.c.language,
+                outbox.c.attempts,
+            )
+        ).all()
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        gone = set(
+            conn.execute(
+                select(outbox.c.id)
+                .join(subscribers, subscribers.c.id == outbox.c.subscriber_id, isouter=True)
+                .where(outbox.c.id.in_(ids))
+                .where(
+                    or_(
+                        subscribers.c.id.is_(None),
+                        subscribers.c.status != "active",
+                        exists().where(suppressions.c.email_key == func.lower(outbox.c.email)),
+                    )
+                )
+            ).scalars()
+        )
+        if gone:
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(gone))
+                .values(state="suppressed", claimed_by=None, lease_until=None)
+            )
+        return [Claimed(*r) for r in rows if r.id not in gone]
+
+
+def next_due(store: Store, issue_slug: str) -> datetime | None:
+    """When the earliest pending row becomes due (None: no pending rows)."""
+    with store.read() as conn:
+        return conn.execute(
+            select(func.min(func.coalesce(outbox.c.next_attempt_at, outbox.c.created_at))).where(
+                outbox.c.issue_slug == issue_slug, outbox.c.state == "pending"
+            )
+        ).scalar()
+
+
+def count_sending(store: Store, issue_slug: str) -> int:
+    """Rows claimed by a sender (this one or another) and not yet answered."""
+    with store.read() as conn:
+        return conn.execute(
+            select(func.count()).where(
+                outbox.c.issue_slug == issue_slug, outbox.c.state == "sending"
+            )
+        ).scalar_one()
+
+
+def renew_lease(store: Store, me: str, lease: float) -> None:
+    with store.begin() as conn:
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.claimed_by == me, outbox.c.state == "sending")
+            .values(lease_until=utcnow() + timedelta(seconds=lease))
+        )
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of one claimed row (see :func:`record`)."""
+
+    row: Claimed
+    state: str
+    """"sent", "failed", "unknown", "bounced", "retry" (back to pending at ``retry_at``, one
+    attempt more) or "release" (back to pending at ``retry_at``, not an attempt)."""
+    code: int | None = None
+    error: str = ""
+    message_id: str | None = None
+    retry_at: datetime | None = None
+
+
+def message_id_parts(issue_slug: str, nonce: str, domain: str) -> tuple[str, str]:
+    """(prefix, suffix) of every Message-ID of one send: ``prefix + row id + suffix``
+    (see :func:`masthead.render.email.message.make_message_id`)."""
+    from ..render.email.message import make_message_id
+
+    marker = "0000000000"
+    full = make_message_id(issue_slug, marker, nonce, domain)
+    prefix, _, suffix = full.partition(f".{marker}.")
+    return f"{prefix}.", f".{suffix}"
+
+
+def record(
+    store: Store, me: str, results: Iterable[Result], message_ids: tuple[str, str] | None = None
+) -> None:
+    """Write a batch of outcomes in one transaction. A row is only changed while it is still
+    claimed by ``me`` (a sender whose lease ran out does not overwrite the next one's work).
+    ``message_ids`` is the (prefix, suffix) of the send's Message-IDs (``prefix + id +
+    suffix``), stored with each answered row. Hard bounces also suppress the address and log
+    a bounce event."""
+    results = list(results)
+    if not results:
+        return
+    now = utcnow()
+    sent: list[int] = []
+    done: list[dict[str, Any]] = []
+    again: list[dict[str, Any]] = []
+    for r in results:
+        if r.state == "sent" and r.code == 250:
+            sent.append(r.row.id)  # the common case: one UPDATE for all of them
+        elif r.state in ("retry", "release"):
+            again.append(
+                {
+                    "b_id": r.row.id,
+                    "b_attempts": r.row.attempts + (1 if r.state == "retry" else 0),
+                    "b_next": r.retry_at or now,
+                    "b_code": r.code,
+                    "b_error": r.error[:1000] or None,
+                }
+            )
+        else:
+            state = "failed" if r.state == "bounced" else r.state
+            error = (HARD_BOUNCE + r.error) if r.state == "bounced" else r.error
+            done.append(
+                {
+                    "b_id": r.row.id,
+                    "b_state": state,
+                    "b_attempts": r.row.attempts + 1,
+                    "b_code": r.code,
+                    "b_error": error[:1000] or None,
+                    "b_sent": now if state == "sent" else None,
+                }
+            )
+    mine = and_(outbox.c.claimed_by == me, outbox.c.state == "sending")
+    answered = _message_id(message_ids)
+    with store.begin() as conn:
+        if sent:
+            conn.execute(
+                update(outbox)
+                .where(mine, outbox.c.id.in_(sent))
+                .values(
+                    state="sent",
+                    attempts=outbox.c.attempts + 1,
+                    last_code=250,
+                    last_error=None,
+                    message_id=answered,
+                    sent_at=now,
+                    claimed_by=None,
+                    lease_until=None,
+                )
+            )
+        if done:
+            conn.execute(
+                update(outbox)
+                .where(mine, outbox.c.id == bindparam("b_id"))
+                .values(
+                    state=bindparam("b_state"),
+                    attempts=bindparam("b_attempts"),
+                    last_code=bindparam("b_code"),
+                    last_error=bindparam("b_error"),
+                    message_id=answered,
+                    sent_at=bindparam("b_sent"),
+                    claimed_by=None,
+                    lease_until=None,
+                ),
+                done,
+            )
+        if again:
+            conn.execute(
+                update(outbox)
+                .where(mine, outbox.c.id == bindparam("b_id"))
+                .values(
+                    state="pending",
+                    attempts=bindparam("b_attempts"),
+                    next_attempt_at=bindparam("b_next"),
+                    last_code=bindparam("b_code"),
+                    last_error=bindparam("b_error"),
+                    claimed_by=None,
+                    lease_until=None,
+                ),
+                again,
+            )
+        for r in results:
+            if r.state == "bounced":
+                suppress_address(
+                    conn,
+                    r.row.email,
+                    "hard-bounce",
+                    source="email",
+                    detail=f"{r.code} {r.error}"[:500],
+                )
+                conn.execute(
+                    insert(bounce_events).values(
+                        subscriber_id=r.row.subscriber_id,
+                        email=r.row.email,
+                        kind="hard",
+                        detail=f"SMTP {r.code} {r.error}"[:1000],
+                        at=now,
+                    )
+                )
+
+
+def _message_id(parts: tuple[str, str] | None):  # type: ignore[no-untyped-def]
+    """The Message-ID column as an SQL expression of the row id."""
+    if parts is None:
+        return outbox.c.message_id
+    return literal(parts[0]) + cast(outbox.c.id, Text) + literal(parts[1])
+
+
+def backoff(attempts: int, base: float, cap: float) -> float:
+    """Seconds before attempt ``attempts + 1``: exponential, capped, with full jitter in
+    [0.5, 1.5) so retries from many rows do not arrive together."""
+    return min(cap, base * (2 ** max(0, attempts - 1))) * (0.5 + random.random())

@@ -1,0 +1,58 @@
+"""A small versioned migration scheme: upgrades never lose a subscriber.
+
+The ``schema_version`` table records every version applied. A new database is created
+from the current table declarations (:mod:`masthead.store.schema`) and stamped with
+:data:`LATEST`; an existing one runs each step above its version, in order, inside one
+transaction, so a failed upgrade leaves the database as it was.
+
+To change the schema: edit :mod:`~masthead.store.schema`, then append a step to
+:data:`STEPS` that turns version N-1 into N with additive statements (``ALTER TABLE … ADD
+COLUMN``, ``CREATE TABLE``, ``CREATE INDEX``, copying data) — never a ``DROP`` of data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, Engine, func, inspect, select
+
+from .schema import metadata, schema_version, utcnow
+
+Step = Callable[[Connection], None]
+
+
+def _v1_create_everything(conn: Connection) -> None:
+    metadata.create_all(conn, checkfirst=True)
+
+
+STEPS: dict[int, Step] = {
+    1: _v1_create_everything,
+}
+"""Version → the step that brings the database from the version before up to it."""
+
+LATEST = max(STEPS)
+
+
+def current_version(conn: Connection) -> int:
+    """The database's schema version (0: an empty database)."""
+    if not inspect(conn).has_table(schema_version.name):
+        return 0
+    return conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
+
+
+def migrate(engine: Engine) -> int:
+    """Bring the database up to :data:`LATEST`; return the version it is at now.
+
+    Runs in one (write-locking) transaction, so two processes upgrading at once do not
+    both apply a step.
+    """
+    with engine.begin() as conn:
+        version = current_version(conn)
+        if version == 0:
+            metadata.create_all(conn, checkfirst=True)
+            conn.execute(schema_version.insert().values(version=LATEST, applied_at=utcnow()))
+            return LATEST
+        for target in range(version + 1, LATEST + 1):
+            STEPS[target](conn)
+            conn.execute(schema_version.insert().values(version=target, applied_at=utcnow()))
+        return max(version, LATEST)

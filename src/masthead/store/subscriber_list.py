@@ -1,0 +1,586 @@
+"""The subscriber list: adding, importing, confirming, unsubscribing, suppressing.
+
+Rules (the README states them):
+
+- One person is on the list once: addresses are compared in lower case (``email_key``).
+- Every change of consent is recorded in ``consent_events`` with its time, its source
+  (import, form, cli, email, api) and, for web requests, the IP address.
+- Without prior consent a new address is ``pending`` until its owner follows the signed
+  link in the confirmation email (double opt-in); only ``active`` subscribers are mailed.
+- The suppression list (unsubscribed, hard-bounced, complained, manual) is keyed by
+  address, outlives the subscriber row, and is never lifted by an import or by the
+  editor: only the address's owner confirming a new subscription lifts it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Row, Select, delete, exists, func, select, update
+
+from ..errors import SubscriberError
+from . import Store
+from .addresses import InvalidAddress, clean_name, email_key, normalise_email
+from .schema import (
+    SUBSCRIBER_STATUSES,
+    SUPPRESSION_REASONS,
+    consent_events,
+    subscribers,
+    suppressions,
+    utcnow,
+)
+
+_STATUS_FOR_REASON = {
+    "unsubscribed": "unsubscribed",
+    "manual": "unsubscribed",
+    "hard-bounce": "bounced",
+    "complaint": "complained",
+}
+_ACTION_FOR_REASON = {
+    "unsubscribed": "unsubscribe",
+    "manual": "suppress",
+    "hard-bounce": "bounce",
+    "complaint": "complaint",
+}
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """One row of the list."""
+
+    id: int
+    email: str
+    name: str
+    language: str | None
+    status: str
+    created_at: datetime
+    confirmed_at: datetime | None
+    suppressed: str | None = None
+    """The suppression reason, if the address is suppressed."""
+
+    @classmethod
+    def from_row(cls, row: Row[Any], suppressed: str | None = None) -> Subscriber:
+        return cls(
+            id=row.id,
+            email=row.email,
+            name=row.name,
+            language=row.language,
+            status=row.status,
+            created_at=row.created_at,
+            confirmed_at=row.confirmed_at,
+            suppressed=suppressed,
+        )
+
+
+def record_consent(
+    conn: Connection,
+    subscriber_id: int,
+    action: str,
+    source: str,
+    *,
+    ip: str | None = None,
+    detail: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Append one event to the subscriber's consent history."""
+    conn.execute(
+        consent_events.insert().values(
+            subscriber_id=subscriber_id,
+            action=action,
+            source=source,
+            ip=ip,
+            detail=detail,
+            at=at or utcnow(),
+        )
+    )
+
+
+def recipients_select() -> Select[Any]:
+    """Who may be mailed: ``active`` subscribers whose address is not suppressed."""
+    return (
+        select(subscribers)
+        .where(subscribers.c.status == "active")
+        .where(~exists().where(suppressions.c.email_key == subscribers.c.email_key))
+        .order_by(subscribers.c.id)
+    )
+
+
+def suppression_reason(conn: Connection, email: str) -> str | None:
+    return conn.execute(
+        select(suppressions.c.reason).where(suppressions.c.email_key == email_key(email))
+    ).scalar()
+
+
+def suppressed_since(conn: Connection, email: str) -> datetime | None:
+    """When ``email`` was put on the suppression list, or None if it is not on it."""
+    return conn.execute(
+        select(suppressions.c.at).where(suppressions.c.email_key == email_key(email))
+    ).scalar()
+
+
+def find(conn: Connection, email: str) -> Row[Any] | None:
+    """The subscriber row for ``email`` (any case), or None."""
+    return conn.execute(
+        select(subscribers).where(subscribers.c.email_key == email_key(email))
+    ).first()
+
+
+def get(conn: Connection, subscriber_id: int) -> Row[Any] | None:
+    return conn.execute(select(subscribers).where(subscribers.c.id == subscriber_id)).first()
+
+
+def _check_language(language: str | None) -> str | None:
+    import re
+
+    if not language:
+        return None
+    language = language.strip()
+    if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", language):
+        raise ValueError(f'language must be a BCP 47 tag such as "en" or "fa", got {language!r}')
+    return language
+
+
+# ----------------------------------------------------------------------------------------
+# Adding one address
+
+
+@dataclass(frozen=True)
+class AddResult:
+    subscriber: Subscriber
+    created: bool
+    needs_confirmation: bool
+    """True when a confirmation email should be sent now."""
+
+
+def add(
+    store: Store,
+    email: str,
+    *,
+    name: str = "",
+    language: str | None = None,
+    confirmed: bool = False,
+    source: str = "cli",
+    ip: str | None = None,
+) -> AddResult:
+    """Add one address from the editor (``cli``) or a sign-up form (``form``).
+
+    ``confirmed`` records consent obtained before (the subscriber is ``active`` at once);
+    otherwise the subscriber is ``pending`` and needs a confirmation email. The editor
+    cannot add a suppressed address as active (:class:`SubscriberError`); a sign-up form
+    can, as pending: its owner's confirmation is a new opt-in.
+    """
+    try:
+        address = normalise_email(email)
+    except InvalidAddress as exc:
+        raise SubscriberError(f"{email!r} is not a valid address: {exc}") from None
+    try:
+        language = _check_language(language)
+    except ValueError as exc:
+        raise SubscriberError(str(exc)) from None
+    name = clean_name(name)
+    with store.begin() as conn:
+        reason = suppression_reason(conn, address)
+        row = find(conn, address)
+        if reason and source != "form":
+            raise SubscriberError(
+                f"{address} is suppressed ({reason}) and is never mailed again",
+                fix="the address's owner can subscribe again through the sign-up form",
+            )
+        if row is not None:
+            if source == "form" and row.status != "active":
+                # A new sign-up: back to pending until confirmed (suppression stays).
+                conn.execute(
+                    update(subscribers)
+                    .where(subscribers.c.id == row.id)
+                    .values(
+                        status="pending",
+                        name=name or row.name,
+                        language=language or row.language,
+                        updated_at=utcnow(),
+                    )
+                )
+                record_consent(conn, row.id, "subscribe", source, ip=ip, detail="signed up again")
+                return AddResult(Subscriber.from_row(get(conn, row.id), reason), False, True)
+            if source == "form":
+                return AddResult(Subscriber.from_row(row, reason), False, False)
+            raise SubscriberError(
+                f"{address} is already on the list ({row.status})",
+                fix="`masthead subscribers list` shows it",
+            )
+        now = utcnow()
+        new_id = conn.execute(
+            subscribers.insert().values(
+                email=address,
+                email_key=email_key(address),
+                name=name,
+                language=language,
+                status="active" if confirmed else "pending",
+                created_at=now,
+                confirmed_at=now if confirmed else None,
+                updated_at=now,
+            )
+        ).inserted_primary_key[0]
+        detail = "consent obtained before (--confirmed)" if confirmed else "awaiting confirmation"
+        record_consent(conn, new_id, "subscribe", source, ip=ip, detail=detail, at=now)
+        return AddResult(Subscriber.from_row(get(conn, new_id), reason), True, not confirmed)
+
+
+# ----------------------------------------------------------------------------------------
+# CSV import
+
+
+@dataclass(frozen=True)
+class BadRow:
+    line: int
+    email: str
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    added: list[Subscriber] = field(default_factory=list)
+    bad: list[BadRow] = field(default_factory=list)
+
+    @property
+    def to_confirm(self) -> list[Subscriber]:
+        return [s for s in self.added if s.status == "pending"]
+
+
+def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
+    try:
+        text = path.read_text("utf-8-sig")
+    except FileNotFoundError:
+        raise SubscriberError("no such file", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise SubscriberError(
+            f"not UTF-8 text (byte {exc.start})", path=path, fix="save the CSV as UTF-8"
+        ) from None
+    # The separator is the one the header row uses most (names may hold ";" or ",").
+    first_line = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=lambda c: (first_line.count(c), c == ","))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise SubscriberError("the file is empty", path=path, fix="add a header row") from None
+    if "email" not in header:
+        raise SubscriberError(
+            f"no `email` column in the header row (found: {', '.join(header) or 'nothing'})",
+            path=path,
+            line=1,
+            fix="the first row names the columns: email, and optionally name, language",
+        )
+
+    def rows() -> Iterator[tuple[int, dict[str, str]]]:
+        for values in reader:
+            if not any(v.strip() for v in values):
+                continue
+            yield reader.line_num, dict(zip(header, values, strict=False))
+
+    return header, rows()
+
+
+def import_csv(
+    store: Store, path: Path, *, confirmed: bool = False, batch: int = 1000
+) -> ImportReport:
+    """Import a CSV file (header row: ``email``, optional ``name``, ``language``).
+
+    Each bad row is reported with its line number and reason (invalid address, duplicate
+    within the file, already on the list, suppressed); the rest are imported.
+    """
+    _, rows = _read_csv(path)
+    report = ImportReport()
+    seen: dict[str, int] = {}
+    candidates: list[tuple[int, str, str, str | None]] = []
+    for line, row in rows:
+        raw = (row.get("email") or "").strip()
+        try:
+            address = normalise_email(raw)
+        except InvalidAddress as exc:
+            report.bad.append(BadRow(line, raw, f"invalid address: {exc}"))
+            continue
+        try:
+            language = _check_language(row.get("language"))
+        except ValueError as exc:
+            report.bad.append(BadRow(line, raw, f"invalid language: {exc}"))
+            continue
+        key = email_key(address)
+        if key in seen:
+            report.bad.append(BadRow(line, address, f"duplicate of line {seen[key]}"))
+            continue
+        seen[key] = line
+        candidates.append((line, address, clean_name(row.get("name")), language))
+
+    detail_base = f"{path.name}: " + (
+        "consent obtained before (--confirmed)" if confirmed else "awaiting confirmation"
+    )
+    for start in range(0, len(candidates), batch):
+        chunk = candidates[start : start + batch]
+        keys = [email_key(c[1]) for c in chunk]
+        with store.begin() as conn:
+            on_list = dict(
+                conn.execute(
+                    select(subscribers.c.email_key, subscribers.c.status).where(
+                        subscribers.c.email_key.in_(keys)
+                    )
+                ).all()
+            )
+            suppressed = dict(
+                conn.execute(
+                    select(suppressions.c.email_key, suppressions.c.reason).where(
+                        suppressions.c.email_key.in_(keys)
+                    )
+                ).all()
+            )
+            now = utcnow()
+            status = "active" if confirmed else "pending"
+            fresh: list[tuple[int, str, str, str, str | None]] = []
+            for (line, address, name, language), key in zip(chunk, keys, strict=True):
+                if key in suppressed:
+                    report.bad.append(BadRow(line, address, f"suppressed ({suppressed[key]})"))
+                elif key in on_list:
+                    report.bad.append(
+                        BadRow(line, address, f"already on the list ({on_list[key]})")
+                    )
+                else:
+                    fresh.append((line, address, key, name, language))
+            if not fresh:
+                continue
+            # Many rows per statement (executemany): an import of 100,000 takes seconds.
+            conn.execute(
+                subscribers.insert(),
+                [
+                    {
+                        "email": address,
+                        "email_key": key,
+                        "name": name,
+                        "language": language,
+                        "status": status,
+                        "created_at": now,
+                        "confirmed_at": now if confirmed else None,
+                        "updated_at": now,
+                    }
+                    for _, address, key, name, language in fresh
+                ],
+            )
+            new_ids = dict(
+                conn.execute(
+                    select(subscribers.c.email_key, subscribers.c.id).where(
+                        subscribers.c.email_key.in_([f[2] for f in fresh])
+                    )
+                ).all()
+            )
+            conn.execute(
+                consent_events.insert(),
+                [
+                    {
+                        "subscriber_id": new_ids[key],
+                        "action": "import",
+                        "source": "import",
+                        "ip": None,
+                        "detail": f"{detail_base}, line {line}",
+                        "at": now,
+                    }
+                    for line, _, key, _, _ in fresh
+                ],
+            )
+            report.added.extend(
+                Subscriber(
+                    id=new_ids[key],
+                    email=address,
+                    name=name,
+                    language=language,
+                    status=status,
+                    created_at=now,
+                    confirmed_at=now if confirmed else None,
+                )
+                for _, address, key, name, language in fresh
+            )
+    report.bad.sort(key=lambda b: b.line)
+    return report
+
+
+# ----------------------------------------------------------------------------------------
+# Listing and export
+
+
+def iter_subscribers(store: Store, status: str | None = None) -> Iterator[Subscriber]:
+    """Every subscriber (or those with ``status``; "suppressed" selects suppressed
+    addresses), in the order they were added."""
+    query = (
+        select(subscribers, suppressions.c.reason)
+        .outerjoin(suppressions, suppressions.c.email_key == subscribers.c.email_key)
+        .order_by(subscribers.c.id)
+    )
+    if status == "suppressed":
+        query = query.where(suppressions.c.reason.is_not(None))
+    elif status is not None:
+        if status not in SUBSCRIBER_STATUSES:
+            raise SubscriberError(
+                f"unknown status {status!r}",
+                fix=f"use one of: {', '.join((*SUBSCRIBER_STATUSES, 'suppressed'))}",
+            )
+        query = query.where(subscribers.c.status == status)
+    with store.read() as conn:
+        for row in conn.execute(query):
+            yield Subscriber.from_row(row, row.reason)
+
+
+def counts(store: Store) -> dict[str, int]:
+    """How many subscribers have each status, plus ``suppressed`` addresses."""
+    with store.read() as conn:
+        result = dict(
+            conn.execute(
+                select(subscribers.c.status, func.count()).group_by(subscribers.c.status)
+            ).all()
+        )
+        result["suppressed"] = conn.execute(select(func.count()).select_from(suppressions)).scalar()
+    return result
+
+
+EXPORT_COLUMNS = ["email", "name", "language", "status", "created_at", "confirmed_at", "suppressed"]
+
+
+def export_csv(store: Store, out: io.TextIOBase | Any, status: str | None = None) -> int:
+    """Write the list as CSV (same columns ``import`` reads, plus status and dates)."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    n = 0
+    for s in iter_subscribers(store, status):
+        writer.writerow(
+            [
+                s.email,
+                s.name,
+                s.language or "",
+                s.status,
+                s.created_at.isoformat(timespec="seconds"),
+                s.confirmed_at.isoformat(timespec="seconds") if s.confirmed_at else "",
+                s.suppressed or "",
+            ]
+        )
+        n += 1
+    return n
+
+
+# ----------------------------------------------------------------------------------------
+# Changes of consent
+
+
+def suppress_address(
+    conn: Connection,
+    email: str,
+    reason: str,
+    *,
+    source: str,
+    ip: str | None = None,
+    detail: str | None = None,
+) -> int | None:
+    """Put ``email`` on the suppression list (inside ``conn``'s transaction) and set its
+    subscriber's status; return the subscriber id, if it is on the list. Idempotent: an
+    address already suppressed keeps its first reason."""
+    if reason not in SUPPRESSION_REASONS:
+        raise SubscriberError(
+            f"unknown reason {reason!r}", fix=f"use one of: {', '.join(SUPPRESSION_REASONS)}"
+        )
+    key = email_key(email)
+    now = utcnow()
+    if suppression_reason(conn, email) is None:
+        conn.execute(suppressions.insert().values(email_key=key, reason=reason, at=now))
+    row = find(conn, email)
+    if row is None:
+        return None
+    status = _STATUS_FOR_REASON[reason]
+    if row.status != status:
+        conn.execute(
+            update(subscribers)
+            .where(subscribers.c.id == row.id)
+            .values(status=status, updated_at=now)
+        )
+        record_consent(conn, row.id, _ACTION_FOR_REASON[reason], source, ip=ip, detail=detail)
+    return row.id
+
+
+def suppress(
+    store: Store, email: str, reason: str = "manual", *, source: str = "cli", detail: str = ""
+) -> int | None:
+    """Suppress an address (on the list or not): it is never mailed again."""
+    try:
+        address = normalise_email(email)
+    except InvalidAddress:
+        address = email.strip()  # suppressing a malformed address is harmless
+    with store.begin() as conn:
+        return suppress_address(conn, address, reason, source=source, detail=detail or None)
+
+
+def unsubscribe(
+    store: Store, subscriber_id: int, *, source: str, ip: str | None = None
+) -> Subscriber | None:
+    """Unsubscribe by id (one-click link, mailto): suppressed at once. None if unknown."""
+    with store.begin() as conn:
+        row = get(conn, subscriber_id)
+        if row is None:
+            return None
+        suppress_address(conn, row.email, "unsubscribed", source=source, ip=ip)
+        return Subscriber.from_row(get(conn, subscriber_id), suppression_reason(conn, row.email))
+
+
+def confirm(
+    store: Store, subscriber_id: int, *, source: str = "email", ip: str | None = None
+) -> Subscriber | None:
+    """The owner followed the confirmation link: active, and any suppression lifted (a new
+    opt-in). Idempotent. None if the subscriber does not exist."""
+    with store.begin() as conn:
+        row = get(conn, subscriber_id)
+        if row is None:
+            return None
+        reason = suppression_reason(conn, row.email)
+        if row.status == "active" and reason is None:
+            return Subscriber.from_row(row)
+        now = utcnow()
+        conn.execute(delete(suppressions).where(suppressions.c.email_key == row.email_key))
+        conn.execute(
+            update(subscribers)
+            .where(subscribers.c.id == row.id)
+            .values(status="active", confirmed_at=now, soft_bounces=0, updated_at=now)
+        )
+        action = "resubscribe" if reason or row.confirmed_at else "confirm"
+        detail = f"lifted suppression ({reason})" if reason else None
+        record_consent(conn, row.id, action, source, ip=ip, detail=detail, at=now)
+        return Subscriber.from_row(get(conn, row.id))
+
+
+def remove(store: Store, email: str) -> bool:
+    """Erase a subscriber and their consent history (a request to be forgotten). The
+    suppression list keeps the address if it is suppressed. False if not on the list."""
+    with store.begin() as conn:
+        row = find(conn, email)
+        if row is None:
+            return False
+        conn.execute(delete(consent_events).where(consent_events.c.subscriber_id == row.id))
+        conn.execute(delete(subscribers).where(subscribers.c.id == row.id))
+        return True
+
+
+def history(store: Store, subscriber_id: int) -> list[Row[Any]]:
+    """The subscriber's consent events, oldest first."""
+    with store.read() as conn:
+        return list(
+            conn.execute(
+                select(consent_events)
+                .where(consent_events.c.subscriber_id == subscriber_id)
+                .order_by(consent_events.c.id)
+            )
+        )
+
+
+def by_ids(store: Store, ids: Iterable[int]) -> list[Subscriber]:
+    ids = list(ids)
+    with store.read() as conn:
+        rows = conn.execute(select(subscribers).where(subscribers.c.id.in_(ids))).all()
+    return [Subscriber.from_row(r) for r in rows]

@@ -1,0 +1,224 @@
+"""Signed tokens for the links and addresses in each subscriber's email.
+
+One secret per publication, in ``.masthead/secret.key`` (32 random bytes, mode 0600,
+created on first use); the environment variable ``MASTHEAD_SECRET`` overrides it (to share
+one secret between the sending machine and the web server).
+
+- Unsubscribe: ``<base_url>unsubscribe/<id>/<token>``, an HMAC-SHA256 over
+  ``unsubscribe|<id>|<email in lower case>``; it never expires (old issues keep working).
+- Confirm (double opt-in): ``<base_url>confirm/<id>/<token>``, where the token is
+  ``<issued, base 36 seconds>.<mac>`` and the mac also covers the time; it lasts
+  :data:`CONFIRM_MAX_AGE`.
+- ``unsubscribe_mailto``: ``mailto:<From address>?subject=unsubscribe <id> <token>``.
+- VERP return path: ``<local>+bounce-<id>-<8 hex>@<domain>`` of the From address, where the
+  8 hex digits are a mac over the id, so a bounce names its subscriber exactly and a forged
+  one is ignored.
+
+Binding the email address into the mac means a token stops working when the row's address
+changes, and a token taken from one subscriber's email is refused for another id.
+Comparisons are constant-time (:func:`hmac.compare_digest`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from .addresses import email_key
+
+if TYPE_CHECKING:
+    from ..model import Publication
+
+CONFIRM_MAX_AGE = 30 * 24 * 3600
+"""Seconds a confirmation link stays valid (30 days)."""
+
+_secrets: dict[Path, bytes] = {}
+
+
+def secret_key(pub: Publication) -> bytes:
+    """The publication's signing secret (created on first use)."""
+    env = os.environ.get("MASTHEAD_SECRET")
+    if env:
+        return env.encode("utf-8")
+    path = pub.state_dir / "secret.key"
+    cached = _secrets.get(path)
+    if cached is not None:
+        return cached
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write a temporary file, then link it into place: a second process racing us
+        # never reads a half-written key, and whoever links first wins.
+        tmp = path.with_name(f".secret.key.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, secrets.token_bytes(32))
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    key = path.read_bytes()
+    if len(key) < 16:
+        from ..errors import StoreError
+
+        raise StoreError(
+            "the signing secret is too short", path=path, fix="delete it to make a new one"
+        )
+    _secrets[path] = key
+    return key
+
+
+_keyed: dict[bytes, hmac.HMAC] = {}
+
+
+def _mac(pub: Publication, message: str) -> bytes:
+    key = secret_key(pub)
+    base = _keyed.get(key)
+    if base is None:  # keying HMAC once and copying it is twice as fast per token
+        base = _keyed[key] = hmac.new(key, digestmod=hashlib.sha256)
+    mac = base.copy()
+    mac.update(message.encode("utf-8"))
+    return mac.digest()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
+def make_token(
+    pub: Publication, purpose: str, subscriber_id: int, email: str, *, issued: int | None = None
+) -> str:
+    """A URL-safe token for ``purpose`` ("unsubscribe", "confirm") and one subscriber.
+
+    Confirm tokens carry the time they were issued (``issued``, default now)."""
+    base = f"{purpose}|{int(subscriber_id)}|{email_key(email)}"
+    if purpose == "confirm":
+        stamp = _base36(int(time.time()) if issued is None else issued)
+        return f"{stamp}.{_b64(_mac(pub, f'{base}|{stamp}')[:18])}"
+    return _b64(_mac(pub, base)[:18])
+
+
+def check_token(
+    pub: Publication,
+    purpose: str,
+    subscriber_id: int,
+    email: str,
+    token: str,
+    *,
+    max_age: int = CONFIRM_MAX_AGE,
+    now: float | None = None,
+) -> bool:
+    """Whether ``token`` was made by :func:`make_token` for exactly these arguments (and,
+    for confirm tokens, is younger than ``max_age`` seconds)."""
+    if not isinstance(token, str) or len(token) > 64:
+        return False
+    if purpose == "confirm":
+        stamp, dot, _ = token.partition(".")
+        if not dot or not re.fullmatch(r"[0-9a-z]{1,10}", stamp):
+            return False
+        issued = int(stamp, 36)
+        expected = make_token(pub, purpose, subscriber_id, email, issued=issued)
+        age = (time.time() if now is None else now) - issued
+        fresh = -300 <= age <= max_age
+        return hmac.compare_digest(expected.encode(), token.encode("utf-8", "replace")) and fresh
+    expected = make_token(pub, purpose, subscriber_id, email)
+    return hmac.compare_digest(expected.encode(), token.encode("utf-8", "replace"))
+
+
+def token_issued(token: str) -> int | None:
+    """When a confirm token was issued (Unix seconds), or None if it carries no time."""
+    stamp, dot, _ = token.partition(".")
+    if not dot or not re.fullmatch(r"[0-9a-z]{1,10}", stamp):
+        return None
+    return int(stamp, 36)
+
+
+def unsubscribe_url(pub: Publication, subscriber_id: int, email: str) -> str:
+    """The one-click unsubscribe link (GET: a confirmation page; POST: unsubscribes)."""
+    token = make_token(pub, "unsubscribe", subscriber_id, email)
+    return f"{pub.config.base_url}unsubscribe/{int(subscriber_id)}/{token}"
+
+
+def confirm_url(pub: Publication, subscriber_id: int, email: str) -> str:
+    """The double opt-in link in the confirmation email."""
+    token = make_token(pub, "confirm", subscriber_id, email)
+    return f"{pub.config.base_url}confirm/{int(subscriber_id)}/{token}"
+
+
+def list_address(pub: Publication) -> tuple[str, str] | None:
+    """(local part, domain) of the configured From address, or None if there is none."""
+    return _split_address(pub.config.email.from_)
+
+
+@lru_cache(maxsize=64)
+def _split_address(from_: str) -> tuple[str, str] | None:
+    from email.utils import parseaddr
+
+    _, addr = parseaddr(from_)
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or not domain:
+        return None
+    return local, domain
+
+
+def unsubscribe_mailto(pub: Publication, subscriber_id: int, email: str) -> str | None:
+    """``mailto:`` for the List-Unsubscribe header: a mail to the From address with the
+    subject ``unsubscribe <id> <token>`` (``masthead bounces`` acts on such mails);
+    None when no From address is configured."""
+    parts = list_address(pub)
+    if parts is None:
+        return None
+    token = make_token(pub, "unsubscribe", subscriber_id, email)
+    subject = quote(f"unsubscribe {int(subscriber_id)} {token}")
+    return f"mailto:{parts[0]}@{parts[1]}?subject={subject}"
+
+
+def _verp_mac(pub: Publication, subscriber_id: int) -> str:
+    return _mac(pub, f"verp|{int(subscriber_id)}").hex()[:8]
+
+
+def verp_address(pub: Publication, subscriber_id: int, email: str = "") -> str | None:
+    """The envelope sender (Return-Path) for one subscriber's message:
+    ``<local>+bounce-<id>-<mac8>@<domain>``; None when no From address is configured."""
+    parts = list_address(pub)
+    if parts is None:
+        return None
+    local, domain = parts
+    return f"{local}+bounce-{int(subscriber_id)}-{_verp_mac(pub, subscriber_id)}@{domain}"
+
+
+_VERP = re.compile(r"^(?P<local>.+)\+bounce-(?P<id>\d{1,18})-(?P<mac>[0-9a-f]{8})@(?P<domain>.+)$")
+
+
+def parse_verp(pub: Publication, address: str) -> int | None:
+    """The subscriber id a VERP address was made for, or None if it is not one of ours
+    (wrong shape or a mac that does not match)."""
+    match = _VERP.match(address.strip().strip("<>").lower())
+    if not match:
+        return None
+    subscriber_id = int(match["id"])
+    if not hmac.compare_digest(_verp_mac(pub, subscriber_id), match["mac"]):
+        return None
+    return subscriber_id

@@ -1,0 +1,289 @@
+"""`masthead subscribers …`: import reports, de-duplication, consent, suppression, double
+opt-in through a real SMTP server."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import point_smtp_at
+from masthead.cli import main
+from masthead.content import load_publication
+from masthead.store import dispose_engines, open_store, tokens
+from masthead.store import subscriber_list as subs
+
+
+@pytest.fixture(autouse=True)
+def _fresh_engines():
+    yield
+    dispose_engines()
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def write_csv(path: Path, text: str) -> Path:
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+ROWS = (
+    "email,name,language\r\n"
+    "ada@example.org,Ada Lovelace,en\r\n"  # line 2
+    "ADA@Example.org,Ada again,\r\n"  # 3: duplicate (case-insensitive)
+    "not-an-address,X,\r\n"  # 4: invalid
+    '"bob@example.org","Bob\r\nBcc: evil@example.net",fr\r\n'  # 5-6: name with CR/LF
+    "carol@example.org,Carol,\r\n"  # 7
+    "dave@@example.org,Dave,\r\n"  # 8: invalid
+)
+
+
+def test_import_reports_each_bad_row_and_imports_the_rest(demo: Path, tmp_path: Path) -> None:
+    code, out = run(
+        "subscribers", "import", demo, write_csv(tmp_path / "r.csv", ROWS), "--confirmed"
+    )
+    assert code == 0, out
+    assert "Imported 3 address(es) (active); 3 skipped." in out
+    bad = {int(m[1]): m[2] for m in re.finditer(r"│\s+(\d+) │ (.+?)\s+│", out)}
+    assert bad == {3: "ADA@example.org", 4: "not-an-address", 8: "dave@@example.org"}
+    assert "duplicate of line 2" in out
+    assert "An email address must have an @-sign" in out
+
+    store = open_store(load_publication(demo))
+    people = {s.email: s for s in subs.iter_subscribers(store)}
+    assert set(people) == {"ada@example.org", "bob@example.org", "carol@example.org"}
+    assert people["bob@example.org"].name == "Bob Bcc: evil@example.net"
+    assert people["bob@example.org"].language == "fr"
+    assert all(s.status == "active" and s.confirmed_at for s in people.values())
+    events = subs.history(store, people["ada@example.org"].id)
+    assert [(e.action, e.source) for e in events] == [("import", "import")]
+    assert "r.csv" in events[0].detail and "line 2" in events[0].detail
+
+    # Again: everyone is already there, nobody is added twice.
+    code, out = run("subscribers", "import", demo, tmp_path / "r.csv", "--confirmed")
+    assert code == 0 and "Imported 0 address(es)" in out
+    assert out.count("already on the list (active)") == 3
+
+
+def test_a_suppressed_address_survives_reimport(demo: Path, tmp_path: Path) -> None:
+    csv_file = write_csv(tmp_path / "r.csv", ROWS)
+    run("subscribers", "import", demo, csv_file, "--confirmed")
+    code, out = run("subscribers", "suppress", demo, "Carol@example.org", "--reason", "complaint")
+    assert code == 0 and "Suppressed" in out
+    code, out = run("subscribers", "suppress", demo, "never-subscribed@example.org")
+    assert code == 0
+    more = write_csv(tmp_path / "more.csv", ROWS + "never-subscribed@example.org,N,\n")
+    code, out = run("subscribers", "import", demo, more, "--confirmed")
+    assert "suppressed (complaint)" in out and "suppressed (manual)" in out
+    code, out = run("subscribers", "add", demo, "carol@example.org", "--confirmed")
+    assert code == 1 and "suppressed (complaint)" in out
+    store = open_store(load_publication(demo))
+    carol = next(s for s in subs.iter_subscribers(store) if s.email == "carol@example.org")
+    assert (carol.status, carol.suppressed) == ("complained", "complaint")
+    assert "never-subscribed@example.org" not in {s.email for s in subs.iter_subscribers(store)}
+
+
+def test_list_export_remove(demo: Path, tmp_path: Path) -> None:
+    run("subscribers", "import", demo, write_csv(tmp_path / "r.csv", ROWS), "--confirmed")
+    run("subscribers", "suppress", demo, "bob@example.org")
+    code, out = run("subscribers", "list", demo)
+    assert code == 0
+    assert "3 shown. List: 2 active, 1 unsubscribed, 1 suppressed." in out
+    assert "unsubscribed (suppressed: manual)" in out
+    code, out = run("subscribers", "list", demo, "--status", "suppressed")
+    assert "bob@example.org" in out and "ada@example.org" not in out
+
+    code, out = run("subscribers", "export", demo)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["email"] for r in rows] == ["ada@example.org", "bob@example.org", "carol@example.org"]
+    assert rows[1]["suppressed"] == "manual" and rows[0]["language"] == "en"
+
+    # The export imports back into another publication.
+    (tmp_path / "other").mkdir()
+    other = tmp_path / "other" / "pub"
+    from masthead.scaffold import copy_demo
+
+    copy_demo(other)
+    run("subscribers", "export", demo, tmp_path / "backup.csv")
+    code, out = run("subscribers", "import", other, tmp_path / "backup.csv", "--confirmed")
+    assert "Imported 3 address(es)" in out
+
+    code, out = run("subscribers", "remove", demo, "ADA@example.org")
+    assert code == 0 and "Removed" in out
+    code, out = run("subscribers", "remove", demo, "ada@example.org")
+    assert code == 1 and "not on the list" in out
+
+
+def test_import_refuses_a_file_without_an_email_column(demo: Path, tmp_path: Path) -> None:
+    code, out = run("subscribers", "import", demo, write_csv(tmp_path / "r.csv", "mail,name\n"))
+    assert code == 1
+    assert "r.csv:1: no `email` column" in out
+
+
+def test_double_opt_in_sends_a_signed_link_and_confirming_lifts_suppression(
+    demo: Path, tmp_path: Path, confirm_sink
+) -> None:
+    point_smtp_at(demo, confirm_sink.port)
+    csv_file = write_csv(
+        tmp_path / "r.csv", "email,name\nada@example.org,Ada\nbob@example.org,Bob\n"
+    )
+    code, out = run("subscribers", "import", demo, csv_file)
+    assert code == 0, out
+    assert "pending confirmation" in out and "Sent 2 confirmation email(s)." in out
+    assert len(confirm_sink.received) == 2
+
+    pub = load_publication(demo)
+    store = open_store(pub)
+    by_mail = {s.email: s for s in subs.iter_subscribers(store)}
+    assert {s.status for s in by_mail.values()} == {"pending"}
+    sender, rcpts, msg = confirm_sink.received[0]
+    assert rcpts == ["ada@example.org"]
+    assert tokens.parse_verp(pub, sender) == by_mail["ada@example.org"].id  # VERP envelope
+    assert msg["To"] == "Ada <ada@example.org>"
+    assert msg["From"] == "Riverside Bulletin <bulletin@example.org>"
+    assert msg["Subject"] == "Confirm your subscription to Riverside Bulletin"
+    body = msg.get_content()
+    link = re.search(r"https://bulletin\.example\.org/confirm/(\d+)/(\S+)", body)
+    assert link and int(link[1]) == by_mail["ada@example.org"].id
+    assert tokens.check_token(pub, "confirm", int(link[1]), "ada@example.org", link[2])
+    assert urlsplit(link[0]).path.startswith("/confirm/")
+
+    # She unsubscribes later (suppressed) and then confirms a new sign-up: a new opt-in.
+    ada = by_mail["ada@example.org"]
+    subs.confirm(store, ada.id, ip="192.0.2.1")
+    subs.unsubscribe(store, ada.id, source="email")
+    assert next(subs.iter_subscribers(store, "suppressed")).email == "ada@example.org"
+    subs.add(store, "Ada@example.org", source="form", ip="192.0.2.7")
+    again = subs.confirm(store, ada.id, ip="192.0.2.7")
+    assert again is not None and again.status == "active"
+    assert list(subs.iter_subscribers(store, "suppressed")) == []
+    events = [(e.action, e.source, e.ip) for e in subs.history(store, ada.id)]
+    assert events == [
+        ("import", "import", None),
+        ("confirm", "email", "192.0.2.1"),
+        ("unsubscribe", "email", None),
+        ("subscribe", "form", "192.0.2.7"),
+        ("resubscribe", "email", "192.0.2.7"),
+    ]
+
+
+def test_add_sends_one_confirmation_and_resend_sends_it_again(demo: Path, confirm_sink) -> None:
+    point_smtp_at(demo, confirm_sink.port)
+    code, out = run("subscribers", "add", demo, "Eve@Example.ORG", "--name", "Eve\u2028Bcc: x@y.z")
+    assert code == 0, out
+    assert "Added Eve@example.org (#1, pending)." in out
+    _, _, msg = confirm_sink.received[0]
+    assert (
+        msg["To"] == "Eve Bcc: x@y.z <Eve@example.org>" or msg["To"].addresses[0].username == "Eve"
+    )
+    assert msg["To"].addresses[0].display_name == "Eve Bcc: x@y.z"
+    assert set(msg.keys()) == {
+        "From",
+        "To",
+        "Reply-To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "Auto-Submitted",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "MIME-Version",
+    }
+    code, out = run("subscribers", "resend", demo)
+    assert code == 0 and "Sent 1 confirmation email(s)." in out
+    assert len(confirm_sink.received) == 2
+
+
+def test_unreachable_mail_server_keeps_the_subscriber_pending_and_says_how_to_retry(
+    demo: Path,
+) -> None:
+    from conftest import free_port
+
+    point_smtp_at(demo, free_port())
+    code, out = run("subscribers", "add", demo, "ada@example.org")
+    assert code == 1
+    assert "1 address(es) wait for confirmation" in out
+    assert "masthead subscribers resend" in out
+    code, out = run("subscribers", "list", demo, "--status", "pending")
+    assert "ada@example.org" in out
+
+
+def test_new_addresses_need_a_sender_address(demo: Path, tmp_path: Path) -> None:
+    toml = demo / "masthead.toml"
+    text = toml.read_text("utf-8").replace(
+        'from = "Riverside Bulletin <bulletin@example.org>"\n', ""
+    )
+    toml.write_text(text, "utf-8")
+    code, out = run("subscribers", "add", demo, "ada@example.org")
+    assert code == 1 and "no `from` address" in out and "--confirmed" in out
+
+
+def test_db_upgrade_prints_the_version(demo: Path) -> None:
+    code, out = run("db", "upgrade", demo)
+    assert code == 0 and "upgraded from version 0 to 1" in out
+    code, out = run("db", "upgrade", demo)
+    assert code == 0 and "schema version 1 (up to date)" in out
+
+
+def test_import_reads_semicolons_tabs_and_a_bom(demo: Path, tmp_path: Path) -> None:
+    semicolons = write_csv(
+        tmp_path / "s.csv", "\ufeffName;Email\nSmith, John;john@example.org\nAnn;ann@example.org\n"
+    )
+    code, out = run("subscribers", "import", demo, semicolons, "--confirmed")
+    assert code == 0 and "Imported 2 address(es)" in out
+    tabs = write_csv(tmp_path / "t.csv", "email\tname\ntab@example.org\tTab; Person\n")
+    code, out = run("subscribers", "import", demo, tabs, "--confirmed")
+    assert code == 0 and "Imported 1 address(es)" in out
+    names = {s.email: s.name for s in subs.iter_subscribers(open_store(load_publication(demo)))}
+    assert names == {
+        "john@example.org": "Smith, John",
+        "ann@example.org": "Ann",
+        "tab@example.org": "Tab; Person",
+    }
+
+
+def test_a_refused_recipient_is_reported_and_the_others_get_their_email(
+    demo: Path, tmp_path: Path
+) -> None:
+    from aiosmtpd.controller import Controller
+
+    from conftest import MailSink, free_port
+
+    class Refusing(MailSink):
+        async def handle_RCPT(self, server, session, envelope, address, options):
+            if address.startswith("gone@"):
+                return "550 5.1.1 No such user"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+    sink = Refusing()
+    sink.port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
+    controller.start()
+    try:
+        point_smtp_at(demo, sink.port)
+        rows = "email\na@example.org\ngone@example.org\nb@example.org\n"
+        code, out = run("subscribers", "import", demo, write_csv(tmp_path / "r.csv", rows))
+    finally:
+        controller.stop()
+    assert code == 0, out
+    assert "Sent 2 confirmation email(s)." in out
+    assert "Warning: no confirmation email to gone@example.org: 550 5.1.1 No such user" in out
+    assert sorted(r[1][0] for r in sink.received) == ["a@example.org", "b@example.org"]
+
+
+def test_clean_name_keeps_the_persian_non_joiner_and_drops_controls() -> None:
+    """Regression: clean_name dropped U+200C, which spells Persian names (علی‌رضا)."""
+    from masthead.store.addresses import clean_name
+
+    assert clean_name("علی\u200cرضا\r\nBcc: x@example.org\u2028\u202e") == (
+        "علی\u200cرضا Bcc: x@example.org"
+    )

@@ -16,22 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from browser import ARGS, AXE, CHROMIUM, WCAG_22_AA
 from conftest import free_port, point_smtp_at
 from editor_kit import PASSWORD, set_password
 from masthead.store import dispose_engines
 
-CHROMIUM = Path("/usr/bin/chromium")
-AXE = Path(__file__).parents[1] / "node_modules" / "axe-core" / "axe.min.js"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
+AXE_TAGS = [*WCAG_22_AA, "best-practice"]
 
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)

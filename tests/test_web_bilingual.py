@@ -212,7 +212,7 @@ def test_stylesheet_uses_logical_properties_only() -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from test_web_browser import ARGS, CHROMIUM
+    from browser import ARGS, CHROMIUM
 
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")

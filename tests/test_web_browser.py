@@ -14,22 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from browser import ARGS, AXE, CHROMIUM, WCAG_22_AA
 from conftest import make_publication
 from masthead.build import build
 from test_web_security import EVIL_SVG, HOSTILE_ITEM
 
-CHROMIUM = Path("/usr/bin/chromium")
-AXE = Path(__file__).parents[1] / "node_modules" / "axe-core" / "axe.min.js"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+AXE_TAGS = WCAG_22_AA
 PAGES = [
     "index.html",
     "2020-03/index.html",

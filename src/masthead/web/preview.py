@@ -9,9 +9,6 @@ the numbers the contents box prints) comes from the same compile.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,44 +48,29 @@ class Preview:
 
 def fingerprint(pub: Publication, slug: str) -> str:
     """What the preview depends on: the issue folder's files and ``masthead.toml``."""
-    h = hashlib.sha256()
-    for path in (pub.root / "masthead.toml",):
-        st = path.stat()
-        h.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    folder = pub.issues_dir / slug
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.is_file():
-            st = entry.stat()
-            h.update(f"{entry.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
+    from ..build import issue_fingerprint
+
+    st = (pub.root / "masthead.toml").stat()
+    return issue_fingerprint(pub, slug, f"masthead.toml\0{st.st_size}\0{st.st_mtime_ns}")[:16]
 
 
 def render_pages(pub: Publication, slug: str, fp: str) -> Preview:
     """Typeset the issue to PNG pages and read its page map."""
     import typst
 
-    from ..render.print.pdf import issue_data, shared_fonts, theme_file
+    from ..render.print.pdf import issue_compiler, read_page_map
 
     try:
         issue = load_issue(pub, slug)
-        data = json.dumps(issue_data(pub, issue), ensure_ascii=False)
-        compiler = typst.Compiler(
-            str(theme_file(pub)),
-            root=str(pub.root),
-            font_paths=shared_fonts(),
-            ignore_system_fonts=True,
-            sys_inputs={"data": data},
-        )
+        compiler = issue_compiler(pub, issue)
         pages = compiler.compile(format="png", ppi=PPI)
-        raw = compiler.query("<page-map>", field="value", one=True)
+        spans, _ = read_page_map(compiler)
     except MastheadError as exc:
         return Preview(fp, error=str(exc))
     except typst.TypstError as exc:
         return Preview(fp, error=f"Typst could not typeset the issue: {exc}")
     if isinstance(pages, bytes):  # a one-page document comes back as bytes, not a list
         pages = [pages]
-    page_map = json.loads(raw)
-    spans = {s: (int(v["first"]), int(v["last"])) for s, v in page_map["items"].items()}
     titles = {item.slug: item.title for item in issue.items}
     return Preview(fp, list(pages), spans, titles, warnings=list(issue.warnings))
 

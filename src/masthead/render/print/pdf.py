@@ -193,6 +193,28 @@ def issue_data(pub: Publication, issue: Issue) -> dict[str, Any]:
     }
 
 
+def issue_compiler(pub: Publication, issue: Issue) -> Any:
+    """A Typst compiler for one issue: the theme, the issue as data, the shared fonts, the
+    publication folder as the root (so nothing outside it can be read)."""
+    import typst
+
+    return typst.Compiler(
+        str(theme_file(pub)),
+        root=str(pub.root),
+        font_paths=shared_fonts(),
+        ignore_system_fonts=True,
+        sys_inputs={"data": json.dumps(issue_data(pub, issue), ensure_ascii=False)},
+    )
+
+
+def read_page_map(compiler: Any) -> tuple[dict[str, tuple[int, int]], int]:
+    """Each item's first and last page and the page count, as the laid-out document gives
+    them (the theme's ``<page-map>``; the same numbers as the contents box)."""
+    page_map = json.loads(compiler.query("<page-map>", field="value", one=True))
+    pages = {slug: (int(s["first"]), int(s["last"])) for slug, s in page_map["items"].items()}
+    return pages, int(page_map["page_count"])
+
+
 def render_print_edition(
     pub: Publication, issue: Issue, *, standards: tuple[str, ...] = PDF_STANDARDS
 ) -> PrintEdition:
@@ -200,14 +222,7 @@ def render_print_edition(
     under them (e.g. an image PDF/A does not allow), renders without and says so."""
     import typst
 
-    data = json.dumps(issue_data(pub, issue), ensure_ascii=False)
-    compiler = typst.Compiler(
-        str(theme_file(pub)),
-        root=str(pub.root),
-        font_paths=shared_fonts(),
-        ignore_system_fonts=True,
-        sys_inputs={"data": data},
-    )
+    compiler = issue_compiler(pub, issue)
     warnings: list[str] = []
     try:
         pdf = compiler.compile(format="pdf", pdf_standards=list(standards))
@@ -223,10 +238,7 @@ def render_print_edition(
             pdf = compiler.compile(format="pdf")
         except typst.TypstError as exc2:
             raise RenderError(f"Typst could not typeset issue {issue.slug}: {exc2}") from None
-    raw = compiler.query("<page-map>", field="value", one=True)
-    page_map = json.loads(raw)
-    pages = {slug: (span["first"], span["last"]) for slug, span in page_map["items"].items()}
-    page_count = int(page_map["page_count"])
+    pages, page_count = read_page_map(compiler)
     return PrintEdition(
         pdf=pdf, pages=pages, page_count=page_count, standards=tuple(standards), warnings=warnings
     )

@@ -13,6 +13,7 @@ search for ``masthead search`` on the terminal.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -92,7 +93,7 @@ def build_pagefind_index(out: Path, entries: list[dict[str, Any]]) -> list[str]:
         # The staged folder holds hard links to the live index: remove, never rewrite them.
         _remove(target)
         glob = "{" + ",".join(_glob_escape(s) for s in slugs) + "}/*/index.html"
-        command = [sys.executable, "-m", "pagefind", "--site", str(out), "--glob", glob]
+        command = [*_pagefind(), "--site", str(out), "--glob", glob]
         command += ["--output-path", str(target), "--silent"]
         running.append(
             (target, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
@@ -102,6 +103,18 @@ def build_pagefind_index(out: Path, entries: list[dict[str, Any]]) -> list[str]:
     for job in running:
         warnings += _finish(job, entries)
     return warnings
+
+
+@functools.cache
+def _pagefind() -> tuple[str, ...]:
+    """The Pagefind binary that ``pagefind[extended]`` ships, run directly: ``python -m
+    pagefind`` would start a second interpreter only to exec it."""
+    try:
+        from pagefind.service import _must_get_executable
+
+        return (str(_must_get_executable().resolve()),)
+    except (ImportError, AttributeError, FileNotFoundError):  # another layout of the package
+        return (sys.executable, "-m", "pagefind")
 
 
 def _finish(job: tuple[Path, subprocess.Popen[bytes]], entries: list[dict[str, Any]]) -> list[str]:

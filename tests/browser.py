@@ -1,0 +1,21 @@
+"""What the browser tests share: Debian's Chromium, driven by Playwright (``playwright
+install`` is never run), and npm's axe-core (``.ci/run`` installs both)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = Path(__file__).parents[1] / "node_modules" / "axe-core" / "axe.min.js"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    # without these, Chromium reaches for Google's hosts, which this network refuses
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WCAG_22_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+"""axe-core's tags for WCAG 2.2 level AA."""

@@ -319,3 +319,11 @@ def test_a_persian_edition_comes_and_goes_with_its_translations(demo: Path) -> N
     lead = _page(site / "2020-03" / "lead" / "index.html")
     assert not lead.cssselect(".lang-switch")
     assert "fa/" not in (site / "sitemap.xml").read_text("utf-8")
+
+
+def test_persian_attribution_uses_the_persian_comma(built_demo: Path) -> None:
+    """Regression: the attribution line joined outlet and date with a Latin comma."""
+    page = (built_demo / "_site" / "fa" / "2020-03" / "lead" / "index.html").read_text("utf-8")
+    line = re.search(r'<p class="attribution">(.*?)</p>', page, re.S)
+    assert line and "</cite>، <time" in line.group(1)
+    assert "</cite>, <time" not in page

@@ -53,7 +53,10 @@ def main() -> None:
       masthead init bulletin            start a publication
       masthead new-issue bulletin       the next volume/number
       (write items as Markdown in bulletin/issues/<issue>/)
-      masthead build bulletin           print PDF (and the other editions) in _site/
+      masthead clip URL bulletin        bring in another outlet's article
+      masthead build bulletin           print PDF, web site and email edition in _site/
+      masthead send bulletin --issue S  mail it to the subscribers who consented
+      masthead serve bulletin           the same work in a browser (/admin/)
       masthead demo                     see it all on a bundled sample
     """
 
@@ -119,7 +122,9 @@ def build_command(
     quiet: bool,
     verbose: bool,
 ) -> None:
-    """Build the issues into DIRECTORY/_site/: print PDF and manifest.json.
+    """Build the issues into DIRECTORY/_site/: the print PDF, the web site with its feeds
+    and search, the email edition's preview (email.eml) and manifest.json, for every
+    language of the publication.
 
     Only issues whose files changed are rendered again. A failed build leaves the last
     good _site/ untouched.
@@ -148,12 +153,14 @@ def demo(directory: Path, quiet: bool) -> None:
     Example: masthead demo && xdg-open masthead-demo/_site/2020-03/*.pdf
     """
     from .scaffold import copy_demo
-    from .terminal import run_build
+    from .terminal import print_outputs, run_build
 
     copy_demo(directory)
     if not quiet:
         click.echo(f"Demo publication in {directory}/")
-    run_build(directory, quiet=quiet)
+    report = run_build(directory, quiet=quiet)
+    if not quiet:
+        print_outputs(report.site)
 
 
 @main.command()

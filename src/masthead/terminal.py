@@ -77,3 +77,23 @@ def print_summary(report: BuildReport, *, verbose: bool = False) -> None:
             f"Built {len(report.built)} issue(s) into {report.site}/ in {report.seconds:.2f} s"
             + (f"; {len(report.unchanged)} unchanged" if report.unchanged else "")
         )
+
+
+def print_outputs(site: Path) -> None:
+    """What a build wrote, read from its manifest: the files an editor opens next."""
+    import json
+
+    manifest = json.loads((site / "manifest.json").read_text("utf-8"))
+    lines = []
+    for issue in manifest["issues"]:
+        editions = {"": issue, **issue.get("editions", {})}
+        for lang, edition in editions.items():
+            label = f"{issue['slug']}" + (f" ({lang})" if lang else "")
+            lines.append(f"  {label}: print edition  {site / edition['pdf']}")
+            if edition.get("html"):
+                lines.append(f"  {label}: web edition    {site / edition['html']}")
+            if edition.get("email"):
+                lines.append(f"  {label}: email edition  {site / edition['email']}")
+    if (site / "index.html").is_file():
+        lines.append(f"  the web site starts at {site / 'index.html'} (or: masthead serve)")
+    click.echo("\n".join(lines))

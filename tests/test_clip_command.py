@@ -384,3 +384,24 @@ def test_emphasis_is_kept_without_joining_words() -> None:
     assert markdown == "Chapter from the book entitled *Beautiful Code*, OReilly.\n"
     # when the two runs found different text, the plain one is used
     assert restore_emphasis(plain, "<p>Something <b>else</b></p>") == plain
+
+
+def test_clip_with_lang_writes_the_translation_of_an_item(tmp_path: Path, demo: Path) -> None:
+    saved = tmp_path / "page.html"
+    saved.write_text(ARTICLE.replace("{base}", "https://valleypost.example.com"), "utf-8")
+    code, out = _run(
+        str(saved), str(demo), "--no-image", "--lang", "fa", "--translation-of", "choir-rehearsals"
+    )
+    assert code == 0, out
+    translation = demo / "issues" / "2020-03" / "choir-rehearsals.fa.md"
+    assert _front(translation)["source_url"] == "https://valleypost.example.com/2020/02/river"
+    assert "added last to `items`" not in out, "a translation follows its item's place"
+    build(demo)
+    fa = json.loads((demo / "_site" / "manifest.json").read_text("utf-8"))["issues"][0]
+    assert "choir-rehearsals" in [i["slug"] for i in fa["editions"]["fa"]["items"]]
+    # without a main item beside it, the command says what to add
+    code, out = _run(str(saved), str(demo), "--no-image", "--lang", "fa")
+    assert code == 0, out
+    assert "no river-rises-overnight.md beside it" in out
+    code, out = _run(str(saved), str(demo), "--lang", "de")
+    assert code == 1 and "no 'de' edition" in out

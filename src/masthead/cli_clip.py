@@ -33,6 +33,16 @@ from .cli import PUB_DIR, friendly_errors, main
     help="Allow addresses on a private network or this machine (an intranet page).",
 )
 @click.option("--no-image", is_flag=True, help="Do not download the lead image.")
+@click.option(
+    "--lang",
+    metavar="LANG",
+    help="Clip the LANG version of an item (written as SLUG.LANG.md), e.g. --lang fa.",
+)
+@click.option(
+    "--translation-of",
+    metavar="SLUG",
+    help="With --lang: the item this clipping translates (default: a slug from its title).",
+)
 @friendly_errors
 def clip_command(
     source: str,
@@ -42,6 +52,8 @@ def clip_command(
     words: int,
     allow_private: bool,
     no_image: bool,
+    lang: str | None,
+    translation_of: str | None,
 ) -> None:
     """Clip the article at URL_OR_FILE (a web address or a saved .html page) into an issue
     of the publication in DIRECTORY, as a new item with its title, authors, outlet, date and
@@ -59,6 +71,8 @@ def clip_command(
         words=words,
         allow_private=allow_private,
         images=not no_image,
+        lang=lang,
+        translation_of=translation_of,
     )
     shown = report.path.resolve().relative_to(Path(directory).resolve())
     click.echo(f"Clipped into {shown} ({report.words} words, {kind})")

@@ -417,14 +417,28 @@ def clip(
     allow_private: bool = False,
     images: bool = True,
     timeout: float = TIMEOUT,
+    lang: str | None = None,
+    translation_of: str | None = None,
 ) -> ClipReport:
     """Clip ``source`` (an address or a saved .html file) into an issue of the publication
-    at ``root`` (the newest unless ``issue`` is given) as a ``kind`` item."""
+    at ``root`` (the newest unless ``issue`` is given) as a ``kind`` item.
+
+    With ``lang`` (another language of the publication) the clipping is that language's
+    version of an item: ``<translation_of>.<lang>.md`` (or a slug from its title)."""
     if kind not in KINDS:
         raise ClipError(f"unknown kind {kind!r}", fix="use --kind reprint or --kind excerpt")
     if words < 1:
         raise ClipError("--words must be 1 or more")
     pub = load_publication(root)
+    main_language = pub.config.main_language
+    if lang == main_language:
+        lang = None
+    if lang is not None and lang not in pub.config.edition_languages:
+        raise ClipError(
+            f"this publication has no {lang!r} edition",
+            path=pub.root / "masthead.toml",
+            fix=f'add it to `languages`, e.g. languages = ["{main_language}", "{lang}"]',
+        )
     slug = issue or newest_issue(pub)
     load_issue_config(pub, slug)  # raises IssueNotFound with the list of issues
     folder = pub.issues_dir / slug
@@ -443,7 +457,17 @@ def clip(
             "shows the article, and clip the saved file",
         )
     title = article.title or _first_heading(body)
-    path = unique_path(folder, slugify(title or article.site_name or "clipping"))
+    stem = translation_of or slugify(title or article.site_name or "clipping")
+    if lang is None:
+        path = unique_path(folder, stem)
+    else:
+        path = folder / f"{stem}.{lang}.md"
+        if path.exists():
+            raise ClipError(
+                f"{path.name} exists already in {folder.name}/",
+                fix="remove it first, or clip as the translation of another item "
+                "(--translation-of SLUG)",
+            )
     body = _drop_title_heading(body, title)
     report = ClipReport(path=path, issue=slug, words=count_words(body))
     shown = path.relative_to(pub.root).as_posix()
@@ -485,7 +509,7 @@ def clip(
         article.canonical_url,
         f"no address of the original found: add `source_url:` to {shown}",
     )
-    _language_note(report, article.language, pub.config.language)
+    _language_note(report, article.language, lang or main_language)
     if article.image_url and images:
         _lead_image(report, article, path, meta, allow_private, timeout, shown)
     elif article.image_url:
@@ -499,7 +523,14 @@ def clip(
                 f"{article.canonical_url} is already in {other.relative_to(pub.root).as_posix()}"
             )
     write_item(path, meta, body)
-    _add_to_print_order(report, folder / "issue.toml", path.name, shown)
+    if lang is None:
+        _add_to_print_order(report, folder / "issue.toml", path.name, shown)
+    elif not (folder / f"{stem}.md").is_file():
+        report.missing.append(
+            f"no {stem}.md beside it: the {lang} edition prints the {lang} versions of the "
+            f"issue's items, so add {stem}.md in {main_language} (or clip with "
+            "--translation-of SLUG of an existing item)"
+        )
     return report
 
 

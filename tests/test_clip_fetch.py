@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from browser import missing_tool
 from http_pages import PageServer
 from masthead.content import fetch as fetch_module
 from masthead.content.fetch import (
@@ -318,7 +319,7 @@ def test_a_trickling_server_meets_the_overall_deadline(
 @pytest.fixture
 def tls_server(tmp_path: Path):
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
+        missing_tool("openssl is needed to make a test certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -348,8 +349,14 @@ def test_no_thread_is_left_running_after_a_fetch(server: PageServer) -> None:
     server.page("/", "<p>hi</p>")
     before = {t.name for t in threading.enumerate()}
     fetch(server.url("/"), allow_private=True)
-    time.sleep(0.05)
-    assert not {t.name for t in threading.enumerate()} - before - {"masthead-dns"}
+
+    def left() -> set[str]:
+        return {t.name for t in threading.enumerate()} - before - {"masthead-dns"}
+
+    deadline = time.monotonic() + 5  # the server's and the watchdog's threads end soon after
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not left()
 
 
 def _silent(server: PageServer, after_headers: bool):

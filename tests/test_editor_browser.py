@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from browser import ARGS, AXE, CHROMIUM, WCAG_22_AA
+from browser import ARGS, AXE, CHROMIUM, WCAG_22_AA, missing_tool
 from conftest import free_port, point_smtp_at
 from editor_kit import PASSWORD, set_password
 from masthead.store import dispose_engines
@@ -24,7 +24,7 @@ from masthead.store import dispose_engines
 AXE_TAGS = [*WCAG_22_AA, "best-practice"]
 
 if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
+    missing_tool(f"{CHROMIUM} is not installed (apt-get install chromium)")
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 
 
@@ -64,7 +64,7 @@ def browser() -> Iterator[object]:
 
 def axe(page) -> list[dict]:
     if not AXE.is_file():
-        pytest.skip(f"{AXE} is missing (npm install)")
+        missing_tool(f"{AXE} is missing (npm install)")
     page.evaluate(AXE.read_text("utf-8") + "\n;0")  # by the DevTools protocol: CSP allows it
     return page.evaluate(
         """async (tags) => {

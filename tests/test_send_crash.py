@@ -49,15 +49,17 @@ def test_killed_sender_resumes_without_loss(template: Path, tmp_path: Path, seed
         kills = 0
         for _ in range(KILLS):
             sender = send_cli(root)
-            # wait until it is sending (or at a random moment before), then kill it
-            target = rng.randint(0, RECIPIENTS * 3 // 4)
-            deadline = time.monotonic() + 60
-            while len(sink.messages) < target and sender.poll() is None:
-                assert time.monotonic() < deadline
-                time.sleep(0.005)
-            time.sleep(rng.random() * 0.05)
-            sender.send_signal(signal.SIGKILL)
-            sender.communicate()
+            try:
+                # wait until it is sending (or at a random moment before), then kill it
+                target = rng.randint(0, RECIPIENTS * 3 // 4)
+                deadline = time.monotonic() + 60
+                while len(sink.messages) < target and sender.poll() is None:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.005)
+                time.sleep(rng.random() * 0.05)
+            finally:
+                sender.send_signal(signal.SIGKILL)
+                sender.communicate()
             if sender.returncode == -signal.SIGKILL:
                 kills += 1
             flying |= in_flight(store)

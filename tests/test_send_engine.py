@@ -340,12 +340,17 @@ def test_sigterm_finishes_what_is_in_flight_then_stops(root: Path, sink: SmtpSin
     addresses = add_subscribers(store, 3000)
     create_send(store, SLUG)
     sender = send_cli(root, "--batch", "50")
-    deadline = time.monotonic() + 60
-    while len(sink.messages) < 300 and sender.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    sender.send_signal(signal.SIGTERM)
-    out, err = sender.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while len(sink.messages) < 300 and sender.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        sender.send_signal(signal.SIGTERM)
+        out, err = sender.communicate(timeout=60)
+    finally:  # never leave a sender running after a failed assertion
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait()
     assert sender.returncode == 1, out + err
     assert "Interrupted: run `masthead send` again to go on." in out
     assert not rows(store, state="sending")

@@ -287,3 +287,20 @@ def test_clean_name_keeps_the_persian_non_joiner_and_drops_controls() -> None:
     assert clean_name("علی\u200cرضا\r\nBcc: x@example.org\u2028\u202e") == (
         "علی\u200cرضا Bcc: x@example.org"
     )
+
+
+def test_an_encoded_word_in_a_name_cannot_inject_a_header(demo: Path, confirm_sink) -> None:
+    """Regression: a name `=?utf-8?q?x=0D=0ASubject:…?=` (the sign-up form takes any name)
+    put a real CR LF into the confirmation email's To: header: the email API decodes
+    encoded words in a display name."""
+    from masthead.store.addresses import clean_name
+
+    evil = "=?utf-8?q?x=0D=0ASubject:_Your_account_is_locked=0D=0AX-Evil:_1?="
+    assert "\n" not in clean_name(evil) and "=?" not in clean_name(evil)
+    point_smtp_at(demo, confirm_sink.port)
+    code, out = run("subscribers", "add", demo, "victim@example.org", "--name", evil)
+    assert code == 0, out
+    _, _, msg = confirm_sink.received[0]
+    assert "X-Evil" not in msg
+    assert len(msg.get_all("Subject")) == 1 and "locked" not in msg["Subject"]
+    assert "\n" not in msg["To"].addresses[0].display_name

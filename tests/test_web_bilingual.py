@@ -212,10 +212,10 @@ def test_stylesheet_uses_logical_properties_only() -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from browser import ARGS, CHROMIUM
+    from browser import ARGS, CHROMIUM, missing_tool
 
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+        missing_tool(f"{CHROMIUM} is not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     with sync_api.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from browser import ARGS, AXE, CHROMIUM, WCAG_22_AA
+from browser import ARGS, AXE, CHROMIUM, WCAG_22_AA, missing_tool
 from conftest import make_publication
 from masthead.build import build
 from test_web_security import EVIL_SVG, HOSTILE_ITEM
@@ -31,7 +31,7 @@ PAGES = [
 ]
 
 if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
+    missing_tool(f"{CHROMIUM} is not installed (apt-get install chromium)")
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 
 
@@ -80,7 +80,7 @@ def demo_url(built_demo: Path) -> Iterator[str]:
 
 def _axe(page) -> list[dict]:
     if not AXE.is_file():
-        pytest.skip(f"{AXE} is missing (npm install)")
+        missing_tool(f"{AXE} is missing (npm install)")
     page.evaluate(AXE.read_text("utf-8") + "\n;0")  # by the DevTools protocol: CSP allows it
     return page.evaluate(
         """async (tags) => {

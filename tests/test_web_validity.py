@@ -10,8 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
+from browser import missing_tool
 from conftest import make_publication
 from masthead.build import build
 from test_web_security import EVIL_SVG, HOSTILE_ITEM
@@ -26,9 +25,9 @@ KNOWN_CHECKER_GAPS = ("Expecting source-expression but found \"'wasm-unsafe-eval
 def _check(files: list[Path]) -> list[dict]:
     java = shutil.which("java")
     if java is None:
-        pytest.skip("java is not installed (apt-get install default-jre-headless)")
+        missing_tool("java is not installed (apt-get install default-jre-headless)")
     if not VNU.is_file():
-        pytest.skip(f"{VNU} is missing (npm install)")
+        missing_tool(f"{VNU} is missing (npm install)")
     result = subprocess.run(
         [java, "-jar", str(VNU), "--errors-only", "--format", "json", *map(str, files)],
         capture_output=True,

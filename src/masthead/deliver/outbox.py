@@ -18,6 +18,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -41,9 +42,22 @@ TERMINAL = ("sent", "failed", "unknown", "suppressed")
 HARD_BOUNCE = "hard bounce: "
 
 
+def this_machine() -> str:
+    """Where process ids mean something: the host name, the kernel's boot and the PID
+    namespace. Two containers named alike (or one host after a reboot) are different
+    machines, so a sender never takes another's process id for one of its own."""
+    parts = [socket.gethostname().replace(":", "_")]
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8])
+        parts.append("".join(c for c in os.readlink("/proc/self/ns/pid") if c.isdigit()))
+    except OSError:  # not Linux: the host name alone
+        pass
+    return "/".join(parts)
+
+
 def sender_id() -> str:
-    """This process's claim mark: ``host:pid:nonce``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    """This process's claim mark: ``machine:pid:nonce`` (see :func:`this_machine`)."""
+    return f"{this_machine()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass
@@ -207,7 +221,7 @@ def recover(store: Store, issue_slug: str, *, resend_unknown: bool = False) -> i
     ``resend_unknown``, the ``unknown`` rows. Returns how many rows were put back: their
     messages may have been delivered already (they were in flight)."""
     now = utcnow()
-    host = socket.gethostname()
+    host = this_machine()
     with store.begin() as conn:
         claimers = conn.execute(
             select(outbox.c.claimed_by)
@@ -306,7 +320,8 @@ def claim(store: Store, issue_slug: str, me: str, n: int, lease: float) -> list[
                     or_(
                         subscribers.c.id.is_(None),
                         subscribers.c.status != "active",
-                        exists().where(suppressions.c.email_key == func.lower(outbox.c.email)),
+                        # the subscriber's own key: SQLite's lower() folds ASCII only
+                        exists().where(suppressions.c.email_key == subscribers.c.email_key),
                     )
                 )
             ).scalars()

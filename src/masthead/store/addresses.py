@@ -37,15 +37,35 @@ JOINERS = {"\u200c", "\u200d"}
 names need to be spelled right; every other format character (bidi overrides…) goes."""
 
 
-def clean_name(name: str | None) -> str:
-    """A display name safe for headers and tables: line breaks and other control or
-    separator characters (U+2028 too) become spaces; runs of spaces collapse."""
+def _strip_controls(name: str) -> str:
     import unicodedata
 
-    if not name:
-        return ""
     chars = [
         " " if unicodedata.category(c)[0] in "CZ" and c != " " and c not in JOINERS else c
         for c in name
     ]
     return " ".join("".join(chars).split())
+
+
+def clean_name(name: str | None) -> str:
+    """A display name safe for headers and tables: line breaks and other control or
+    separator characters (U+2028 too) become spaces; runs of spaces collapse.
+
+    RFC 2047 encoded words are decoded first, repeatedly, because the ``email`` API decodes
+    ``=?utf-8?q?x=0D=0ASubject:…?=`` in a display name into a real line break; what is
+    left of ``=?`` is broken up so that nothing decodes again."""
+    from email import policy
+
+    if not name:
+        return ""
+    value = _strip_controls(name)
+    for _ in range(8):
+        if "=?" not in value:
+            break
+        decoded = _strip_controls(str(policy.SMTP.header_factory("X-Name", value)))
+        if decoded == value:
+            break
+        value = decoded
+    else:  # a name that keeps decoding is not a name
+        return ""
+    return value.replace("=?", "= ?")

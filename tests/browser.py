@@ -31,3 +31,18 @@ def missing_tool(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI: {reason}", pytrace=False)
     pytest.skip(reason, allow_module_level=True)
+
+
+def run_axe(page, tags: list[str]) -> list[dict]:
+    """axe-core's violations on the page for these rule tags, each as id, help and nodes."""
+    if not AXE.is_file():
+        missing_tool(f"{AXE} is missing (npm install)")
+    page.evaluate(AXE.read_text("utf-8") + "\n;0")  # by the DevTools protocol: CSP allows it
+    return page.evaluate(
+        """async (tags) => {
+            const result = await axe.run(document, {runOnly: {type: "tag", values: tags}});
+            return result.violations.map(v => ({id: v.id, help: v.help,
+                                               nodes: v.nodes.map(n => n.html)}));
+        }""",
+        tags,
+    )

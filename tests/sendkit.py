@@ -103,3 +103,19 @@ def send_cli(root: Path, *args: str, env: dict[str, str] | None = None) -> subpr
         text=True,
         env={**os.environ, **(env or {})},
     )
+
+
+# The headers of an issue's email, exactly: a cleaned name or subject adds none.
+EXPECTED_HEADERS = [
+    "From",
+    "Reply-To",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "MIME-Version",
+    "Content-Type",
+]

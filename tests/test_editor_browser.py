@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from browser import ARGS, AXE, CHROMIUM, WCAG_22_AA, missing_tool
+from browser import ARGS, CHROMIUM, WCAG_22_AA, missing_tool, run_axe
 from conftest import free_port, point_smtp_at
 from editor_kit import PASSWORD, set_password
 from masthead.store import dispose_engines
@@ -63,17 +63,7 @@ def browser() -> Iterator[object]:
 
 
 def axe(page) -> list[dict]:
-    if not AXE.is_file():
-        missing_tool(f"{AXE} is missing (npm install)")
-    page.evaluate(AXE.read_text("utf-8") + "\n;0")  # by the DevTools protocol: CSP allows it
-    return page.evaluate(
-        """async (tags) => {
-            const result = await axe.run(document, {runOnly: {type: "tag", values: tags}});
-            return result.violations.map(v => ({id: v.id, help: v.help,
-                                               nodes: v.nodes.map(n => n.html)}));
-        }""",
-        AXE_TAGS,
-    )
+    return run_axe(page, AXE_TAGS)
 
 
 def contents(page) -> list[str]:

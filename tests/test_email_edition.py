@@ -24,20 +24,7 @@ from masthead.render.email.message import (
     dot_stuff,
     to_header,
 )
-
-EXPECTED_HEADERS = [
-    "From",
-    "Reply-To",
-    "To",
-    "Subject",
-    "Date",
-    "Message-ID",
-    "List-Id",
-    "List-Unsubscribe",
-    "List-Unsubscribe-Post",
-    "MIME-Version",
-    "Content-Type",
-]
+from sendkit import EXPECTED_HEADERS
 
 
 def parse(raw: bytes) -> EmailMessage:

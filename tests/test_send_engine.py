@@ -21,6 +21,7 @@ from masthead.store import bounce_events, outbox, subscribers, suppressions
 from masthead.store.subscriber_list import suppress
 from masthead.store.tokens import unsubscribe_url, verp_address
 from sendkit import (
+    EXPECTED_HEADERS,
     FAST_RETRIES,
     SLUG,
     add_subscribers,
@@ -30,20 +31,6 @@ from sendkit import (
     wired_copy,
 )
 from smtp_sink import SmtpSink
-
-EXPECTED_HEADERS = [
-    "From",
-    "Reply-To",
-    "To",
-    "Subject",
-    "Date",
-    "Message-ID",
-    "List-Id",
-    "List-Unsubscribe",
-    "List-Unsubscribe-Post",
-    "MIME-Version",
-    "Content-Type",
-]
 
 
 @pytest.fixture(scope="module")

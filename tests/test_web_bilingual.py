@@ -327,3 +327,15 @@ def test_persian_attribution_uses_the_persian_comma(built_demo: Path) -> None:
     line = re.search(r'<p class="attribution">(.*?)</p>', page, re.S)
     assert line and "</cite>، <time" in line.group(1)
     assert "</cite>, <time" not in page
+
+
+def test_terminal_search_in_the_persian_edition(built_demo: Path) -> None:
+    from click.testing import CliRunner
+
+    from masthead.cli import main
+
+    result = CliRunner().invoke(main, ["search", str(built_demo), "رودخانه", "--lang", "fa"])
+    assert result.exit_code == 0, result.output
+    assert "_site/fa/2020-03/lead/index.html" in result.output
+    english = CliRunner().invoke(main, ["search", str(built_demo), "رودخانه"])
+    assert "No item holds" in english.output, "the main edition has no Persian text to find"

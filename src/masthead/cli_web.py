@@ -14,8 +14,11 @@ from .cli import friendly_errors, main
 @click.argument("query")
 @click.option("-n", "--limit", default=20, show_default=True, help="Show at most this many items.")
 @click.option("--json", "as_json", is_flag=True, help="Print the matches as JSON lines.")
+@click.option("--lang", metavar="LANG", help="Search this language's edition (e.g. fa).")
 @friendly_errors
-def search_command(directory: Path, query: str, limit: int, as_json: bool) -> None:
+def search_command(
+    directory: Path, query: str, limit: int, as_json: bool, lang: str | None
+) -> None:
     """Search every built issue of DIRECTORY for items holding every word of QUERY.
 
     Looks in the text of the last build (_site/); case and accents do not matter.
@@ -28,7 +31,7 @@ def search_command(directory: Path, query: str, limit: int, as_json: bool) -> No
 
     from .render.web.search import search_site
 
-    matches = search_site(directory, query, limit=limit)
+    matches = search_site(directory, query, limit=limit, lang=lang)
     if as_json:
         for m in matches:
             click.echo(json.dumps(dataclasses.asdict(m), ensure_ascii=False))

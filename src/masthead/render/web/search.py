@@ -181,8 +181,9 @@ def _snippet(texts: list[str], words: list[str], width: int = 160) -> str:
     return ""
 
 
-def search_site(root: Path, query: str, limit: int = 20) -> list[Match]:
-    """The items of every built issue that hold every word of ``query``, best first."""
+def search_site(root: Path, query: str, limit: int = 20, lang: str | None = None) -> list[Match]:
+    """The items of every built issue that hold every word of ``query``, best first; with
+    ``lang``, in that language's edition (``_site/<lang>/``)."""
     site = Path(root) / "_site"
     manifest_path = site / "manifest.json"
     if not manifest_path.is_file():
@@ -196,8 +197,11 @@ def search_site(root: Path, query: str, limit: int = 20) -> list[Match]:
         raise SearchError("the query is empty", fix='give a word to look for, e.g. "footbridge"')
     manifest = json.loads(manifest_path.read_text("utf-8"))
     matches: list[Match] = []
+    editions = {e for issue in manifest.get("issues", []) for e in issue.get("editions", {})}
+    if lang is not None and lang not in editions:
+        lang = None  # the main language (or a language with no edition: its main one)
     for issue in manifest.get("issues", []):
-        path = site / issue["slug"] / "search.json"
+        path = site / (f"{lang}/" if lang else "") / issue["slug"] / "search.json"
         if not path.is_file():
             continue
         record: dict[str, Any] = json.loads(path.read_text("utf-8"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from ..headers import defuse_encoded_words
+
 
 class InvalidAddress(ValueError):
     """An address ``email-validator`` refuses; the message says why."""
@@ -48,24 +50,7 @@ def _strip_controls(name: str) -> str:
 
 
 def clean_name(name: str | None) -> str:
-    """A display name safe for headers and tables: line breaks and other control or
-    separator characters (U+2028 too) become spaces; runs of spaces collapse.
-
-    RFC 2047 encoded words are decoded first, repeatedly, because the ``email`` API decodes
-    ``=?utf-8?q?x=0D=0ASubject:…?=`` in a display name into a real line break; what is
-    left of ``=?`` is broken up so that nothing decodes again."""
-    from email import policy
-
-    if not name:
-        return ""
-    value = _strip_controls(name)
-    for _ in range(8):
-        if "=?" not in value:
-            break
-        decoded = _strip_controls(str(policy.SMTP.header_factory("X-Name", value)))
-        if decoded == value:
-            break
-        value = decoded
-    else:  # a name that keeps decoding is not a name
-        return ""
-    return value.replace("=?", "= ?")
+    """A display name safe for headers and tables: line breaks and other control,
+    format (bidi overrides) or separator characters (U+2028 too) become spaces; runs of
+    spaces collapse; encoded words cannot decode into a header (:func:`defuse_encoded_words`)."""
+    return defuse_encoded_words(name, _strip_controls) if name else ""

@@ -37,6 +37,7 @@ from html import escape
 from pathlib import Path
 
 from ...errors import EmailConfigError, RecipientError
+from ...headers import defuse_encoded_words
 from ...model import Issue, Publication
 from .layout import EditionData, clean_line, edition_data
 from .to_html import render_html
@@ -164,21 +165,10 @@ def _dot_stuffed(segments: list[bytes | str]) -> list[bytes | str]:
 
 
 def clean_display_name(name: str) -> str:
-    """A display name (or subject) that cannot inject a header: RFC 2047 encoded words are
-    decoded first (the ``email`` API would decode ``=?UTF-8?Q?=0A?=`` into a real line feed),
-    repeatedly, then control characters and line/paragraph separators (CR, LF, NEL, U+2028,
-    U+2029) become spaces."""
-    value = clean_line(name)
-    for _ in range(8):
-        if "=?" not in value:  # nothing the header parser would decode
-            break
-        decoded = clean_line(str(policy.SMTP.header_factory("X-Name", value)))
-        if decoded == value:
-            break
-        value = decoded
-    else:  # a name that keeps decoding is not a name
-        value = ""
-    return value.replace("=?", "= ?")
+    """A display name (or subject) that cannot inject a header: control characters and
+    line/paragraph separators (CR, LF, NEL, U+2028, U+2029) become spaces, and RFC 2047
+    encoded words cannot decode into new lines (:func:`defuse_encoded_words`)."""
+    return defuse_encoded_words(name, clean_line)
 
 
 def to_header(name: str, email: str) -> bytes:

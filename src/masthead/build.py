@@ -19,6 +19,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from . import __version__
 from .content import load_issue, load_issue_config, load_publication
 from .errors import BuildWarning, ConfigError, MastheadError
 from .model import Issue, Publication
-from .render.print import render_print_edition
+from .render.print import PrintEdition, render_print_edition
 
 STATE_FILE = "build-state.json"
 MANIFEST = "manifest.json"
@@ -150,7 +151,7 @@ def edition_dir(issue: Issue) -> str:
     return f"{issue.lang}/{issue.slug}" if issue.lang else issue.slug
 
 
-def _render_print(pub: Publication, issue: Issue, out: Path) -> tuple[dict[str, Any], Any]:
+def _render_print(pub: Publication, issue: Issue, out: Path) -> tuple[dict[str, Any], PrintEdition]:
     """The print edition of one issue (in its language): the PDF and its manifest keys."""
     edition = render_print_edition(pub, issue)
     pdf = f"{edition_dir(issue)}/{pdf_name(pub, issue.slug, issue.lang)}"
@@ -225,7 +226,7 @@ def render_issue(
 # Staging and the atomic swap
 
 
-def _stage(site: Path, staging: Path, skip: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+def _stage(site: Path, staging: Path, skip: AbstractSet[str] = frozenset()) -> None:
     """A copy of the last good site made of hard links (the files are never written in place:
     every output is written to a fresh file, so the live site never changes under a build).
     Top-level entries in ``skip`` (issues about to be rendered again) are left out."""
@@ -238,10 +239,16 @@ def _stage(site: Path, staging: Path, skip: set[str] = frozenset()) -> None:  # 
         _link_tree(str(site), str(staging), skip)
     except OSError:  # a file system without hard links
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(site, staging, symlinks=True, ignore=lambda d, names: skip & set(names))
+        top = str(site)  # as in _link_tree, only top-level entries are skipped
+        shutil.copytree(
+            site,
+            staging,
+            symlinks=True,
+            ignore=lambda d, names: set(skip) & set(names) if d == top else set(),
+        )
 
 
-def _link_tree(source: str, target: str, skip: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+def _link_tree(source: str, target: str, skip: AbstractSet[str] = frozenset()) -> None:
     # os.scandir + os.link without shutil's per-file stat copying: an archive site holds
     # tens of thousands of files, and this runs on every build.
     os.mkdir(target)

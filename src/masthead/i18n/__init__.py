@@ -57,29 +57,27 @@ def _solar_hijri(value: date, *, day: bool) -> str:
     return localize_digits(f"{j.day} {text}" if day else text, "fa")
 
 
+def _format(value: date, lang: str, babel_format: str, *, day: bool, gregorian: bool) -> str:
+    """Babel's ``babel_format`` in ``lang`` (English where Babel has no such locale); in
+    Persian the Solar Hijri date, with the Gregorian one after it if ``gregorian``."""
+    if base_language(lang) == "fa":
+        text = _solar_hijri(value, day=day)
+        if gregorian:
+            text += f" ({localize_digits(format_date(value, babel_format, locale='fa'), 'fa')})"
+        return text
+    try:
+        return format_date(value, format=babel_format, locale=lang.replace("-", "_"))
+    except (UnknownLocaleError, ValueError):
+        return format_date(value, format=babel_format, locale=FALLBACK)
+
+
 def format_long_date(value: date, lang: str, *, gregorian: bool = False) -> str:
     """A date as the publication's readers write it: "March 1, 2020", "1 mars 2020", and in
     Persian the Solar Hijri date "۱۱ اسفند ۱۳۹۸" (with the Gregorian date after it when
     ``gregorian`` is asked for)."""
-    if base_language(lang) == "fa":
-        text = _solar_hijri(value, day=True)
-        if gregorian:
-            text += f" ({localize_digits(format_date(value, format='long', locale='fa'), 'fa')})"
-        return text
-    try:
-        return format_date(value, format="long", locale=lang.replace("-", "_"))
-    except (UnknownLocaleError, ValueError):
-        return format_date(value, format="long", locale=FALLBACK)
+    return _format(value, lang, "long", day=True, gregorian=gregorian)
 
 
 def format_month_year(value: date, lang: str, *, gregorian: bool = False) -> str:
     """The issue date as a masthead shows it, e.g. "March 2020", in Persian "اسفند ۱۳۹۸"."""
-    if base_language(lang) == "fa":
-        text = _solar_hijri(value, day=False)
-        if gregorian:
-            text += f" ({localize_digits(format_date(value, format='LLLL y', locale='fa'), 'fa')})"
-        return text
-    try:
-        return format_date(value, format="LLLL y", locale=lang.replace("-", "_"))
-    except (UnknownLocaleError, ValueError):
-        return format_date(value, format="LLLL y", locale=FALLBACK)
+    return _format(value, lang, "LLLL y", day=False, gregorian=gregorian)

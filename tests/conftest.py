@@ -2,13 +2,62 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from masthead.scaffold import copy_demo
+
+# ----------------------------------------------------------------------------------------
+# The database. By default each publication keeps its own SQLite file. With
+# MASTHEAD_TEST_POSTGRES=postgresql://user:pw@127.0.0.1/db (what `.ci/run` does for the
+# second run of the suite), every test gets a fresh PostgreSQL schema of that database
+# instead, through MASTHEAD_DATABASE_URL, which subprocesses inherit: the same tests, on
+# the other backend.
+
+POSTGRES = os.environ.get("MASTHEAD_TEST_POSTGRES", "")
+
+
+def postgres_schema_url(base: str, schema: str) -> str:
+    """``base`` with every connection's search_path set to ``schema``."""
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(autouse=True)
+def database(monkeypatch: pytest.MonkeyPatch) -> Iterator[str | None]:
+    """The test's database URL (None: each publication's own SQLite file)."""
+    if not POSTGRES:
+        monkeypatch.delenv("MASTHEAD_DATABASE_URL", raising=False)
+        yield None
+        return
+    import uuid
+
+    import psycopg
+
+    from masthead.store import dispose_engines
+
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    conninfo = POSTGRES.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    url = postgres_schema_url(POSTGRES, schema)
+    monkeypatch.setenv("MASTHEAD_DATABASE_URL", url)
+    try:
+        yield url
+    finally:
+        dispose_engines()
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+sqlite_only = pytest.mark.skipif(
+    bool(POSTGRES), reason="about the SQLite file itself; the PostgreSQL run has no such file"
+)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import email
 import random
 import socket
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email import policy
@@ -33,6 +34,8 @@ class Received:
     rcpt: str
     data: bytes
     session: int
+    at: float = field(default_factory=time.monotonic)
+    """When the sink accepted it (``time.monotonic()``)."""
 
     def parsed(self) -> EmailMessage:
         return email.message_from_bytes(self.data, policy=policy.default)  # type: ignore[return-value]

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import StatementError
 
+from conftest import sqlite_only
 from masthead.content import load_publication
 from masthead.errors import StoreError
 from masthead.store import (
@@ -32,12 +33,19 @@ def _fresh_engines():
     dispose_engines()
 
 
-def test_database_is_created_in_the_state_folder_with_every_table(demo: Path) -> None:
-    store = open_store(load_publication(demo))
+@sqlite_only
+def test_the_sqlite_database_is_created_in_the_state_folder(demo: Path) -> None:
+    open_store(load_publication(demo))
     db = demo / ".masthead" / "masthead.db"
     assert db.exists()
     assert stat.S_IMODE(db.stat().st_mode) == 0o600  # personal data: owner only
     assert not (demo / "_site").exists() or not list((demo / "_site").rglob("*.db"))
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_the_database_has_every_table_at_the_latest_version(demo: Path) -> None:
+    store = open_store(load_publication(demo))
     names = set(inspect(store.engine).get_table_names())
     assert {
         "schema_version",
@@ -47,10 +55,9 @@ def test_database_is_created_in_the_state_folder_with_every_table(demo: Path) ->
         "outbox",
         "sends",
         "bounce_events",
+        "rate_limits",
     } <= names
-    assert store.version() == LATEST == 1
-    with sqlite3.connect(db) as raw:
-        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.version() == LATEST == 2
     uniques = inspect(store.engine).get_unique_constraints("outbox")
     assert any(u["column_names"] == ["issue_slug", "subscriber_id"] for u in uniques)
 
@@ -70,7 +77,41 @@ def test_migrate_again_keeps_every_subscriber_unchanged(demo: Path) -> None:
         after = [tuple(r) for r in conn.execute(select(subscribers).order_by(subscribers.c.id))]
         versions = conn.execute(select(schema.schema_version.c.version)).scalars().all()
     assert after == before
-    assert versions == [1]
+    assert versions == [LATEST]
+
+
+def test_a_version_1_database_is_upgraded_keeping_its_subscribers(demo: Path) -> None:
+    """The first published schema, then `masthead db upgrade`: the new table appears and not
+    a row is lost."""
+    import subprocess
+    import sys
+
+    from masthead.store import database_url, rate_limits
+
+    pub = load_publication(demo)
+    engine = get_engine(database_url(pub))
+    with engine.begin() as conn:
+        for table in schema.metadata.sorted_tables:
+            if table is not rate_limits:
+                table.create(conn)
+        conn.execute(schema.schema_version.insert().values(version=1))
+        conn.execute(
+            subscribers.insert(),
+            [{"email": f"r{i}@example.org", "email_key": f"r{i}@example.org"} for i in range(50)],
+        )
+    dispose_engines()
+    done = subprocess.run(
+        [sys.executable, "-m", "masthead", "db", "upgrade", str(demo)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert f"upgraded from version 1 to {LATEST}" in done.stdout
+    store = open_store(pub, upgrade=False)
+    assert store.version() == LATEST
+    assert "rate_limits" in inspect(store.engine).get_table_names()
+    with store.read() as conn:
+        assert len(conn.execute(select(subscribers.c.id)).all()) == 50
 
 
 def test_a_newer_database_is_refused_with_a_fix(demo: Path) -> None:
@@ -118,7 +159,8 @@ def test_database_url_from_the_environment_wins(
     assert not (demo / ".masthead" / "masthead.db").exists()
 
 
-def test_a_bad_database_url_names_the_key(demo: Path) -> None:
+def test_a_bad_database_url_names_the_key(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MASTHEAD_DATABASE_URL", raising=False)
     toml = demo / "masthead.toml"
     toml.write_text('database_url = "not a url"\n' + toml.read_text("utf-8"), "utf-8")
     with pytest.raises(StoreError, match="database_url is not a database URL"):
@@ -175,6 +217,8 @@ def test_concurrent_first_opens_create_the_schema_once(demo: Path) -> None:
     ]
     outputs = [p.communicate(timeout=60)[0].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], outputs
-    assert sum("upgraded from version 0 to 1" in o for o in outputs) >= 1
-    with sqlite3.connect(demo / ".masthead" / "masthead.db") as raw:
-        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    assert sum(f"upgraded from version 0 to {LATEST}" in o for o in outputs) >= 1
+    store = open_store(load_publication(demo))
+    with store.read() as conn:
+        versions = conn.execute(select(schema.schema_version.c.version)).scalars().all()
+    assert versions == [LATEST]

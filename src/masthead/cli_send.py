@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -42,6 +43,20 @@ from .cli import PUB_DIR, friendly_errors, main
     hidden=True,
     help="Rows claimed at a time (default 250).",
 )
+@click.option(
+    "--worker",
+    is_flag=True,
+    help="Run as one of several senders sharing the outbox (on this or other machines, "
+    "with a shared PostgreSQL database_url): asks nothing, creates the send if it is not "
+    "there yet, never lifts a pause, logs a line every 10 s instead of a progress bar.",
+)
+@click.option(
+    "--lease",
+    type=float,
+    default=None,
+    hidden=True,
+    help="Seconds a claim holds (default [smtp] lease_seconds).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; print only the report.")
 @friendly_errors
 def send_command(
@@ -55,6 +70,8 @@ def send_command(
     resend_unknown: bool,
     retry_base: float | None,
     batch: int | None,
+    worker: bool,
+    lease: float | None,
     quiet: bool,
 ) -> None:
     """Send issue SLUG's email edition to every active subscriber of DIRECTORY.
@@ -62,9 +79,15 @@ def send_command(
     The outbox (one row per subscriber) is created first; each message is recorded once the
     mail server has answered. Run the same command again after a crash, a kill or --pause:
     it goes on where the last run stopped. Exit status 0 when every message was sent (or
-    its reader left or bounced).
+    its reader left or bounced); 1 when some wait for a retry, or the send is paused.
 
+    With --worker, start the same command on several machines (database_url on a shared
+    PostgreSQL): each claims small batches of the outbox; if one dies, the others take its
+    messages over when its lease runs out. [smtp] rate_per_minute holds across all of them.
+
+    \b
     Example: masthead send bulletin --issue 2020-03 --yes
+             masthead send bulletin --issue 2020-03 --worker   (on each machine)
     """
     from .content import load_issue, load_publication
     from .deliver import (
@@ -80,6 +103,8 @@ def send_command(
 
     pub = load_publication(directory)
     issue = load_issue(pub, slug)
+    if worker:
+        yes = True
     if test_to:
         outcome = send_test(pub, issue, test_to)
         ok = outcome.state == "sent"
@@ -112,8 +137,11 @@ def send_command(
     if resume:
         set_paused(store, slug, False)
     create_send(store, slug)
-    policy = policy_from_config(pub, retry_base=retry_base, batch=batch)
-    report = _run_with_progress(pub, store, issue, policy, resend_unknown, quiet)
+    policy = policy_from_config(pub, retry_base=retry_base, batch=batch, lease=lease)
+    if worker:
+        report = _run_as_worker(pub, store, issue, policy, resend_unknown, quiet)
+    else:
+        report = _run_with_progress(pub, store, issue, policy, resend_unknown, quiet)
     _print_report(report)
     sys.exit(0 if report.state.complete else 1)
 
@@ -173,6 +201,48 @@ def _run_with_progress(pub, store, issue, policy, resend_unknown: bool, quiet: b
         return send_issue(
             pub, store, issue, policy=policy, progress=progress, resend_unknown=resend_unknown
         )
+
+
+def _run_as_worker(pub, store, issue, policy, resend_unknown: bool, quiet: bool):  # type: ignore[no-untyped-def]
+    """One of several senders: no question, no bar, a log line every 10 s (journald, cron
+    mail); a paused send stays paused."""
+    import time
+
+    from .deliver import send_issue, send_state
+    from .deliver.outbox import this_machine
+
+    state = send_state(store, issue.slug)
+    if state.paused:
+        click.echo(f"The send of {issue.slug} is paused: this worker sends nothing.")
+        sys.exit(1)
+    where = f"{this_machine()}:{os.getpid()}"
+    started = time.monotonic()
+    last = [started]
+
+    def progress(stats):  # type: ignore[no-untyped-def]
+        now = time.monotonic()
+        if quiet or now - last[0] < 10:
+            return
+        last[0] = now
+        rate = stats.sent / max(now - started, 1e-6)
+        click.echo(
+            f"{time.strftime('%H:%M:%S')} worker {where}: sent {stats.sent:,} "
+            f"({rate:,.0f} msg/s), failed {stats.failed + stats.bounced:,}, "
+            f"retrying {stats.retried:,}",
+            err=True,
+        )
+
+    if not quiet:
+        click.echo(f"Worker {where} sending issue {issue.slug}", err=True)
+    return send_issue(
+        pub,
+        store,
+        issue,
+        policy=policy,
+        progress=progress,
+        resend_unknown=resend_unknown,
+        resume=False,
+    )
 
 
 def _print_report(report) -> None:  # type: ignore[no-untyped-def]

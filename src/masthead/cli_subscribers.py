@@ -286,14 +286,31 @@ def suppress_command(directory: Path, email: str, reason: str) -> None:
     help="Ask for the editor's password and print its hash for [serve] admin_password_hash; "
     "serve nothing.",
 )
+@click.option(
+    "--public-only",
+    is_flag=True,
+    help="Serve the site, the readers' endpoints and /healthz, /readyz without the editor's "
+    "app (/admin/ is a 404): for the instances behind a load balancer.",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Processes serving the one port (each with its own database connections).",
+)
 @friendly_errors
-def serve_command(directory: Path, host: str, port: int, hash_password: bool) -> None:
+def serve_command(
+    directory: Path, host: str, port: int, hash_password: bool, public_only: bool, workers: int
+) -> None:
     """Serve the built web edition, the public endpoints (subscribe, confirm,
-    unsubscribe) and the editor's app at /admin/ over HTTP. Put it behind a
-    TLS-terminating web server in production.
+    unsubscribe), the probes /healthz and /readyz, and the editor's app at /admin/ over
+    HTTP. Put it behind a TLS-terminating web server in production; several instances
+    can share one database behind a load balancer.
 
     \b
     Example: masthead serve bulletin --port 8000
+             masthead serve bulletin --public-only --workers 2 --port 8001
              masthead serve --hash-password
     """
     if hash_password:
@@ -304,7 +321,7 @@ def serve_command(directory: Path, host: str, port: int, hash_password: bool) ->
         return
     from .web import run_server
 
-    run_server(directory, host=host, port=port)
+    run_server(directory, host=host, port=port, public_only=public_only, workers=workers)
 
 
 @main.command("bounces")
@@ -347,36 +364,3 @@ def bounces_command(directory: Path, files: tuple[Path, ...], dry_run: bool) -> 
         f"Read {report.messages} message(s): {len(report.events)} bounce(s)/request(s); "
         f"{prefix} {report.suppressed} address(es)."
     )
-
-
-@main.group("db")
-def db() -> None:
-    """The subscriber database.
-
-    Example: masthead db upgrade bulletin
-    """
-
-
-@db.command("upgrade")
-@PUB_DIR
-@friendly_errors
-def db_upgrade(directory: Path) -> None:
-    """Create the database or bring it to the current schema version (keeps all data).
-
-    Example: masthead db upgrade bulletin
-    """
-    from sqlalchemy.engine import make_url
-
-    from .content import load_publication
-    from .store import current_version, database_url, get_engine, open_store
-
-    pub = load_publication(directory)
-    url = database_url(pub)
-    with get_engine(url).connect() as conn:
-        before = current_version(conn)
-    after = open_store(pub).version()  # opening runs the migrations
-    where = make_url(url).render_as_string(hide_password=True)
-    if before == after:
-        click.echo(f"Database at schema version {after} (up to date): {where}")
-    else:
-        click.echo(f"Database upgraded from version {before} to {after}: {where}")

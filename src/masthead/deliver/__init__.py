@@ -85,6 +85,7 @@ def policy_from_config(pub: Publication, **overrides: Any) -> SendPolicy:
         "rate_per_minute": c.rate_per_minute,
         "rate_per_domain_per_minute": c.rate_per_domain_per_minute,
         "max_age": c.retry_max_hours * 3600,
+        "lease": c.lease_seconds,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return SendPolicy(**values)
@@ -172,26 +173,30 @@ def send_issue(
     settings: SmtpSettings | None = None,
     progress: Progress | None = None,
     resend_unknown: bool = False,
+    resume: bool = True,
 ) -> SendReport:
     """Send (or go on sending) ``issue`` to its outbox; the send must exist
-    (:func:`create_send`). Returns this run's figures and the send's state."""
+    (:func:`create_send`). Returns this run's figures and the send's state. ``resume``
+    lifts a pause first (an editor running ``masthead send`` again); a worker started by a
+    timer passes False, so a paused send stays paused."""
     entry = issue_entry(pub, issue.slug)
     templates = template_cache(pub, issue, entry)
     templates(None)  # render now: a broken template fails before any claim
     settings = settings or smtp_settings(pub)
     policy = policy or policy_from_config(pub)
-    set_paused(store, issue.slug, False)
+    if resume:
+        set_paused(store, issue.slug, False)
     recovered = recover(store, issue.slug, resend_unknown=resend_unknown)
     from .outbox import mark_finished, mark_started
 
     mark_started(store, issue.slug)
     sender = Sender(pub, store, issue.slug, templates, settings, policy, progress)
     run = asyncio.run(sender.run())
-    run.recovered = recovered
+    run.recovered += recovered  # at the start, and rows taken over from a dead sender since
     state = send_state(store, issue.slug)
     if state.remaining == 0:
         mark_finished(store, issue.slug)
-    return SendReport(run=run, state=state, recovered=recovered)
+    return SendReport(run=run, state=state, recovered=run.recovered)
 
 
 def send_test(pub: Publication, issue: Issue, address: str) -> Outcome:

@@ -35,8 +35,11 @@ from ..store import Store, utcnow
 from ..store.tokens import secret_key, unsubscribe_mailto, unsubscribe_url, verp_address
 from . import outbox
 from .outbox import Claimed, Result
-from .ratelimit import DomainLimits, SlidingWindow
+from .ratelimit import DomainLimits, SharedRate
 from .smtp import Outcome, SmtpConnection, SmtpSettings
+
+RATE_NAME = "smtp"
+"""The row of ``rate_limits`` that ``[smtp] rate_per_minute`` books its slots on."""
 
 
 @dataclass(frozen=True)
@@ -94,19 +97,16 @@ class _Jobs:
         while True:
             if self.finished:
                 raise StopAsyncIteration
-            wait = self.s.global_limit.wait_time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
             job = await self.s.queue.get()
             if job is None:
                 self.finished = True
                 raise StopAsyncIteration
-            if self._admit(job):
+            if self._domain_admits(job):
+                await self.s.slot()
                 return job
 
     def next_nowait(self) -> tuple[Any, ...] | None:
-        while not self.finished and self.s.global_limit.wait_time() <= 0:
+        while not self.finished and self.s.slot_now():
             try:
                 job = self.s.queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -114,13 +114,14 @@ class _Jobs:
             if job is None:
                 self.finished = True
                 return None
-            if self._admit(job):
+            if self._domain_admits(job):
+                self.s.take_slot()
                 return job
         return None
 
-    def _admit(self, job: tuple[Any, ...]) -> bool:
-        """Take the rate-limit slots for ``job``, or defer it (back to pending) when its
-        domain is at its limit."""
+    def _domain_admits(self, job: tuple[Any, ...]) -> bool:
+        """Take the domain's rate-limit slot for ``job``, or defer it (back to pending) when
+        its domain is at its limit."""
         domain = job[2].rpartition("@")[2].lower()
         wait = self.s.domain_limits.wait_time(domain)
         if wait > 0:
@@ -128,7 +129,6 @@ class _Jobs:
             at = utcnow() + timedelta(seconds=wait)
             self.s.add_result(Result(row, "release", None, "domain rate limit", None, at))
             return False
-        self.s.global_limit.take()
         self.s.domain_limits.take(domain)
         return True
 
@@ -158,7 +158,14 @@ class Sender:
         self.results: list[Result] = []
         self.in_flight = 0
         self.fatal: MastheadError | None = None
-        self.global_limit = SlidingWindow(policy.rate_per_minute)
+        self.rate: SharedRate | None = None
+        if policy.rate_per_minute > 0:
+            interval = 60.0 / policy.rate_per_minute
+            self.rate = SharedRate(
+                policy.rate_per_minute,
+                lambda n: outbox.book_slots(store, RATE_NAME, n, interval),
+            )
+        self._booking: asyncio.Future[Any] | None = None
         self.domain_limits = DomainLimits(policy.rate_per_domain_per_minute)
         self.queue: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue(policy.batch * 2)
         self.secret = secret_key(pub)
@@ -176,6 +183,49 @@ class Sender:
 
     async def db(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    # -- the shared rate limit ------------------------------------------------------------
+
+    def _book(self) -> None:
+        """Book more slots in the background, unless a booking is on its way."""
+        if self.rate is not None and (self._booking is None or self._booking.done()):
+            self._booking = asyncio.ensure_future(self.db(self.rate.refill))
+
+    def slot_now(self) -> bool:
+        """Whether a message may start now (without waiting)."""
+        if self.rate is None:
+            return True
+        wait = self.rate.wait_time()
+        if wait is None:
+            self._book()
+            return False
+        return wait <= 0
+
+    def take_slot(self) -> None:
+        if self.rate is not None:
+            self.rate.take()
+            if len(self.rate.slots) <= self.rate.chunk // 2:
+                self._book()  # the next run arrives before this one is used up
+
+    async def slot(self) -> None:
+        """Wait for a slot of the shared rate limit, and take it."""
+        if self.rate is None:
+            return
+        while True:
+            wait = self.rate.wait_time()
+            if wait is None:
+                self._book()
+                booking = self._booking
+                if booking is not None:
+                    await asyncio.wait([booking])
+                    if booking.exception() is not None:
+                        raise booking.exception()  # type: ignore[misc]
+                continue
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            self.take_slot()
+            return
 
     def add_result(self, result: Result) -> None:
         self.results.append(result)
@@ -254,7 +304,10 @@ class Sender:
                     # rows another sender holds: wait for them (and take them over if it dies)
                     if not await self.db(outbox.count_sending, self.store, self.slug):
                         return
-                    await self.db(outbox.recover, self.store, self.slug)
+                    taken = await self.db(outbox.recover, self.store, self.slug)
+                    self.stats.recovered += taken
+                    if taken and self.progress is not None:
+                        self.progress(self.stats)
                     await asyncio.sleep(0.25)
                     continue
                 wait = (due - utcnow()).total_seconds()

@@ -32,10 +32,20 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 
-from ..store import Store, bounce_events, outbox, sends, subscribers, suppressions, utcnow
+from ..store import (
+    Store,
+    bounce_events,
+    outbox,
+    rate_limits,
+    sends,
+    subscribers,
+    suppressions,
+    utcnow,
+)
 from ..store.subscriber_list import suppress_address
 
 TERMINAL = ("sent", "failed", "unknown", "suppressed")
@@ -45,7 +55,11 @@ HARD_BOUNCE = "hard bounce: "
 def this_machine() -> str:
     """Where process ids mean something: the host name, the kernel's boot and the PID
     namespace. Two containers named alike (or one host after a reboot) are different
-    machines, so a sender never takes another's process id for one of its own."""
+    machines, so a sender never takes another's process id for one of its own. The
+    environment variable ``MASTHEAD_MACHINE`` names the machine instead."""
+    override = os.environ.get("MASTHEAD_MACHINE")
+    if override:  # containers that share a kernel and a PID namespace id; tests of many hosts
+        return override.replace(":", "_")
     parts = [socket.gethostname().replace(":", "_")]
     try:
         parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8])
@@ -111,6 +125,12 @@ def create_send(store: Store, issue_slug: str) -> tuple[bool, int]:
     subscribes later does not receive this issue; whoever leaves before their message goes
     out does not either (checked at claim time)."""
     with store.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Workers starting together: the first creates the outbox, the others wait for
+            # its transaction and find the send (SQLite's BEGIN IMMEDIATE does the same).
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:slug))"), {"slug": issue_slug}
+            )
         existing = conn.execute(
             select(sends.c.total).where(sends.c.issue_slug == issue_slug)
         ).first()
@@ -139,12 +159,42 @@ def create_send(store: Store, issue_slug: str) -> tuple[bool, int]:
         return True, int(total)
 
 
-def _insert(store: Store):  # type: ignore[no-untyped-def]
+def _insert(store: Store, table=outbox):  # type: ignore[no-untyped-def]
     if store.engine.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert(outbox)
+    return dialect_insert(table)
+
+
+def book_slots(store: Store, name: str, n: int, interval: float) -> tuple[float, float]:
+    """Book ``n`` send slots ``interval`` seconds apart on the rate limit ``name``, shared by
+    every sender of the database; returns (the database's now, the first slot), in seconds
+    since the epoch on the database's clock (see :class:`~masthead.deliver.ratelimit.
+    SharedRate`). One short transaction: the row is locked (``FOR UPDATE``; SQLite's
+    ``BEGIN IMMEDIATE``) while it is moved forward."""
+    import time
+
+    with store.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            now = float(
+                conn.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one()
+            )
+        else:
+            now = time.time()
+        conn.execute(
+            _insert(store, rate_limits).values(name=name, next_at=now).on_conflict_do_nothing()
+        )
+        next_at = conn.execute(
+            select(rate_limits.c.next_at).where(rate_limits.c.name == name).with_for_update()
+        ).scalar_one()
+        first = max(float(next_at), now)
+        conn.execute(
+            update(rate_limits)
+            .where(rate_limits.c.name == name)
+            .values(next_at=first + n * interval)
+        )
+        return now, first
 
 
 def send_state(store: Store, issue_slug: str) -> SendState:

@@ -32,6 +32,7 @@ from .schema import (
     consent_events,
     metadata,
     outbox,
+    rate_limits,
     sends,
     subscribers,
     suppressions,
@@ -49,11 +50,13 @@ __all__ = [
     "current_version",
     "database_url",
     "dispose_engines",
+    "driver_url",
     "get_engine",
     "metadata",
     "migrate",
     "open_store",
     "outbox",
+    "rate_limits",
     "schema",
     "sends",
     "subscribers",
@@ -102,8 +105,18 @@ def _create_private_file(path: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+def driver_url(url: str) -> str:
+    """The URL SQLAlchemy should open: ``postgresql://`` and ``postgres://`` (as every
+    PostgreSQL tool writes them) mean the psycopg 3 driver, which Masthead installs."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url
+
+
 def get_engine(url: str) -> Engine:
     """One engine per URL for the life of the process."""
+    url = driver_url(url)
     with _engines_lock:
         engine = _engines.get(url)
         if engine is None:
@@ -121,7 +134,13 @@ def get_engine(url: str) -> Engine:
                 engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
                 _sqlite_setup(engine)
             else:
-                engine = create_engine(url, pool_pre_ping=True)
+                try:
+                    engine = create_engine(url, pool_pre_ping=True)
+                except ModuleNotFoundError as exc:
+                    raise StoreError(
+                        f"no driver for {parsed.drivername}: {exc.name} is not installed",
+                        fix=f"pip install {exc.name}, or write postgresql://… (psycopg 3)",
+                    ) from exc
             _engines[url] = engine
         return engine
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine, func, inspect, select
+from sqlalchemy import Connection, Engine, func, inspect, select, text
 
 from .schema import metadata, schema_version, utcnow
 
@@ -25,12 +25,22 @@ def _v1_create_everything(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=True)
 
 
+def _v2_rate_limits(conn: Connection) -> None:
+    """Version 2: the rate limit shared by every sender (several machines, issue 8)."""
+    from .schema import rate_limits
+
+    rate_limits.create(conn, checkfirst=True)
+
+
 STEPS: dict[int, Step] = {
     1: _v1_create_everything,
+    2: _v2_rate_limits,
 }
 """Version → the step that brings the database from the version before up to it."""
 
 LATEST = max(STEPS)
+
+MIGRATION_LOCK = 0x6D617374  # "mast": the advisory lock held while upgrading PostgreSQL
 
 
 def current_version(conn: Connection) -> int:
@@ -47,6 +57,10 @@ def migrate(engine: Engine) -> int:
     both apply a step.
     """
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # SQLite's BEGIN IMMEDIATE serialises upgrades; PostgreSQL needs a lock of its own
+            # (two servers starting at once would both CREATE TABLE).
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         version = current_version(conn)
         if version == 0:
             metadata.create_all(conn, checkfirst=True)

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import (
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -174,3 +175,14 @@ bounce_events = Table(
 )
 Index("ix_bounce_events_subscriber", bounce_events.c.subscriber_id)
 Index("ix_bounce_events_message_id", bounce_events.c.message_id)
+
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    # A rate shared by every sender of the database (``[smtp] rate_per_minute``), as the
+    # generic cell rate algorithm keeps it: the time, in seconds since the epoch on the
+    # database's clock, at which the next message may start. A sender books a run of
+    # slots by moving it forward (see masthead.deliver.ratelimit.SharedRate).
+    Column("name", Text, primary_key=True),
+    Column("next_at", Float, nullable=False),
+)

@@ -1,0 +1,5 @@
+"""``python -m masthead``: the same as the ``masthead`` command."""
+
+from .cli import main
+
+main()

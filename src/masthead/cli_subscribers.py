@@ -145,7 +145,7 @@ def import_command(directory: Path, file: Path, confirmed: bool) -> None:
             table.add_row(str(bad.line), bad.email, bad.reason)
         _console().print(table)
     state = "active" if confirmed else "pending confirmation"
-    click.echo(f"Imported {len(report.added)} address(es) ({state}); {len(report.bad)} skipped.")
+    click.echo(f"Imported {report.imported:,} address(es) ({state}); {len(report.bad)} skipped.")
     _send_confirmations(pub, report.to_confirm)
 
 

@@ -268,12 +268,12 @@ class BadRow:
 
 @dataclass
 class ImportReport:
-    added: list[Subscriber] = field(default_factory=list)
+    imported: int = 0
+    """How many subscribers the import added."""
+    to_confirm: list[Subscriber] = field(default_factory=list)
+    """The subscribers added as pending (an import without ``confirmed``): each needs a
+    confirmation email. (A confirmed import of a million keeps no list in memory.)"""
     bad: list[BadRow] = field(default_factory=list)
-
-    @property
-    def to_confirm(self) -> list[Subscriber]:
-        return [s for s in self.added if s.status == "pending"]
 
 
 def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
@@ -310,18 +310,12 @@ def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, str]
     return header, rows()
 
 
-def import_csv(
-    store: Store, path: Path, *, confirmed: bool = False, batch: int = 1000
-) -> ImportReport:
-    """Import a CSV file (header row: ``email``, optional ``name``, ``language``).
-
-    Each bad row is reported with its line number and reason (invalid address, duplicate
-    within the file, already on the list, suppressed); the rest are imported.
-    """
-    _, rows = _read_csv(path)
-    report = ImportReport()
+def _candidates(
+    rows: Iterable[tuple[int, dict[str, str]]], report: ImportReport
+) -> Iterator[tuple[int, str, str, str | None]]:
+    """(line, address, name, language) of each well-formed row, once per address; the
+    others go to ``report.bad`` with their reason."""
     seen: dict[str, int] = {}
-    candidates: list[tuple[int, str, str, str | None]] = []
     for line, row in rows:
         raw = (row.get("email") or "").strip()
         try:
@@ -339,11 +333,27 @@ def import_csv(
             report.bad.append(BadRow(line, address, f"duplicate of line {seen[key]}"))
             continue
         seen[key] = line
-        candidates.append((line, address, clean_name(row.get("name")), language))
+        yield line, address, clean_name(row.get("name")), language
 
+
+def import_csv(
+    store: Store, path: Path, *, confirmed: bool = False, batch: int = 1000
+) -> ImportReport:
+    """Import a CSV file (header row: ``email``, optional ``name``, ``language``).
+
+    Each bad row is reported with its line number and reason (invalid address, duplicate
+    within the file, already on the list, suppressed); the rest are imported.
+    """
+    _, rows = _read_csv(path)
+    report = ImportReport()
     detail_base = f"{path.name}: " + (
         "consent obtained before (--confirmed)" if confirmed else "awaiting confirmation"
     )
+    if store.engine.dialect.name == "postgresql":
+        _import_postgresql(store, _candidates(rows, report), report, confirmed, detail_base)
+        report.bad.sort(key=lambda b: b.line)
+        return report
+    candidates = list(_candidates(rows, report))
     for start in range(0, len(candidates), batch):
         chunk = candidates[start : start + batch]
         keys = [email_key(c[1]) for c in chunk]
@@ -414,20 +424,112 @@ def import_csv(
                     for line, _, key, _, _ in fresh
                 ],
             )
-            report.added.extend(
+            report.imported += len(fresh)
+            if not confirmed:
+                report.to_confirm.extend(
+                    Subscriber(
+                        id=new_ids[key],
+                        email=address,
+                        name=name,
+                        language=language,
+                        status=status,
+                        created_at=now,
+                        confirmed_at=None,
+                    )
+                    for _, address, key, name, language in fresh
+                )
+    report.bad.sort(key=lambda b: b.line)
+    return report
+
+
+_PG_IMPORT = """
+WITH added AS (
+    INSERT INTO subscribers
+        (email, email_key, name, language, status, created_at, confirmed_at, updated_at,
+         soft_bounces)
+    SELECT email, email_key, name, language, %(status)s, %(now)s, %(confirmed_at)s, %(now)s, 0
+    FROM import_rows r
+    WHERE NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email_key = r.email_key)
+    ORDER BY line
+    ON CONFLICT (email_key) DO NOTHING
+    RETURNING id, email_key
+), consent AS (
+    INSERT INTO consent_events (subscriber_id, action, source, ip, detail, at)
+    SELECT added.id, 'import', 'import', NULL, %(detail)s || ', line ' || r.line, %(now)s
+    FROM added JOIN import_rows r USING (email_key)
+)
+SELECT {returned}
+"""
+_PG_COUNT = "count(*) FROM added"
+_PG_ROWS = "added.id, r.email, r.name, r.language FROM added JOIN import_rows r USING (email_key)"
+
+
+def _import_postgresql(
+    store: Store,
+    candidates: Iterable[tuple[int, str, str, str | None]],
+    report: ImportReport,
+    confirmed: bool,
+    detail_base: str,
+) -> None:
+    """The rows of an import in one transaction, streamed through ``COPY`` into a
+    temporary table as they are checked (PostgreSQL takes them in while Python reads on),
+    then one ``INSERT … SELECT`` for the subscribers and their consent records: a
+    million rows in under a minute. Rows on the list or suppressed are reported as on the
+    other databases; a sign-up that arrives meanwhile wins (``ON CONFLICT DO NOTHING``)."""
+    now = utcnow()
+    status = "active" if confirmed else "pending"
+    with store.begin() as conn:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute("SET LOCAL work_mem = '256MB'")  # sort and join in memory
+        cursor.execute(
+            "CREATE TEMPORARY TABLE import_rows (line integer, email text, email_key text, "
+            "name text, language text) ON COMMIT DROP"
+        )
+        with cursor.copy(
+            "COPY import_rows (line, email, email_key, name, language) FROM STDIN"
+        ) as copy:
+            for line, address, name, language in candidates:
+                copy.write_row((line, address, email_key(address), name, language))
+        cursor.execute("ANALYZE import_rows")
+        cursor.execute(
+            "SELECT r.line, r.email, x.reason FROM import_rows r "
+            "JOIN suppressions x USING (email_key)"
+        )
+        suppressed = {line: (email, reason) for line, email, reason in cursor}
+        for line, (email, reason) in suppressed.items():
+            report.bad.append(BadRow(line, email, f"suppressed ({reason})"))
+        cursor.execute(
+            "SELECT r.line, r.email, s.status FROM import_rows r "
+            "JOIN subscribers s USING (email_key)"
+        )
+        for line, email, on_list in cursor.fetchall():
+            if line not in suppressed:
+                report.bad.append(BadRow(line, email, f"already on the list ({on_list})"))
+        cursor.execute(
+            _PG_IMPORT.format(returned=_PG_COUNT if confirmed else _PG_ROWS),
+            {
+                "status": status,
+                "now": now,
+                "confirmed_at": now if confirmed else None,
+                "detail": detail_base,
+            },
+        )
+        if confirmed:
+            report.imported = cursor.fetchone()[0]
+            return
+        for subscriber_id, address, name, language in sorted(cursor.fetchall()):
+            report.to_confirm.append(
                 Subscriber(
-                    id=new_ids[key],
+                    id=subscriber_id,
                     email=address,
                     name=name,
                     language=language,
                     status=status,
                     created_at=now,
-                    confirmed_at=now if confirmed else None,
+                    confirmed_at=None,
                 )
-                for _, address, key, name, language in fresh
             )
-    report.bad.sort(key=lambda b: b.line)
-    return report
+        report.imported = len(report.to_confirm)
 
 
 # ----------------------------------------------------------------------------------------

@@ -1,0 +1,216 @@
+"""Benchmark for several machines (issue 8): a million subscribers in PostgreSQL, and send
+workers sharing one outbox.
+
+    python benchmarks/bench_scale.py                       # 1,000,000 subscribers; sends of 100,000
+    python benchmarks/bench_scale.py --subscribers 200000 --send 20000,100000
+
+1. Import a CSV of N subscribers into a new PostgreSQL database (`masthead subscribers
+   import --confirmed`, in-process): rows per second (target >= 20,000).
+2. Create the outbox of one issue for all N (`create_send`): seconds (target <= 60).
+3. Send the demo issue into Postfix's smtp-sink: 1 sender on SQLite, then 2 `--worker`
+   processes on PostgreSQL (target: 2 workers at least as fast as 1 on SQLite), with each
+   process's peak RSS at two list sizes (target: flat).
+
+Needs PostgreSQL on 127.0.0.1 (`bash .ci/postgres` starts Debian's, with the role used
+here) and `/usr/sbin/smtp-sink` (Debian package postfix; not installed by CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_send import SMTP_SINK, free_port, make_publication, start_sink
+
+SERVER = "postgresql://masthead:masthead@127.0.0.1:5432/masthead_test"
+SECRET = "benchmark-secret-0123456789"
+
+
+def new_database(server: str) -> tuple[str, str]:
+    """A fresh database on ``server``: (its URL, its name)."""
+    import psycopg
+
+    name = f"masthead_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return server.rsplit("/", 1)[0] + "/" + name, name
+
+
+def drop_database(server: str, name: str) -> None:
+    import psycopg
+
+    from masthead.store import dispose_engines
+
+    dispose_engines()
+    for attempt in range(50):  # an autovacuum worker may still be in it for a moment
+        try:
+            with psycopg.connect(server, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name}")
+            return
+        except psycopg.errors.ObjectInUse:
+            time.sleep(0.2 * (attempt + 1))
+
+
+def import_and_outbox(server: str, n: int) -> None:
+    from masthead.content import load_publication
+    from masthead.deliver import create_send
+    from masthead.scaffold import copy_demo
+    from masthead.store import open_store
+    from masthead.store import subscriber_list as subs
+
+    url, name = new_database(server)
+    folder = Path(tempfile.mkdtemp(prefix="masthead-scale-"))
+    os.environ["MASTHEAD_DATABASE_URL"] = url
+    try:
+        root = copy_demo(folder / "pub")
+        pub = load_publication(root)
+        store = open_store(pub)
+        csv_path = folder / "list.csv"
+        with open(csv_path, "w", encoding="utf-8") as f:
+            f.write("email,name,language\n")
+            for i in range(n):
+                lang = "fa" if i % 5 == 0 else "en"
+                f.write(f"reader{i}@example{i % 997}.org,Reader Number {i},{lang}\n")
+        size = csv_path.stat().st_size / 2**20
+        t = time.perf_counter()
+        report = subs.import_csv(store, csv_path, confirmed=True)
+        took = time.perf_counter() - t
+        assert report.imported == n and not report.bad, report.bad[:3]
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"  import {n:,} rows ({size:.0f} MiB CSV) into PostgreSQL: {took:.1f} s = "
+            f"{n / took:,.0f} rows/s (target >= 20,000: {n / took / 20_000:.2f}x); "
+            f"peak RSS {rss:.0f} MiB"
+        )
+        t = time.perf_counter()
+        created, total = create_send(store, "2020-03")
+        took = time.perf_counter() - t
+        assert created and total == n
+        print(
+            f"  outbox of one issue for {total:,} subscribers: {took:.1f} s "
+            f"(target <= 60 s: {took / 60:.2f}x)"
+        )
+        from masthead.deliver.outbox import claim, sender_id
+
+        me = sender_id()
+        times = []
+        for _ in range(20):
+            t = time.perf_counter()
+            rows = claim(store, "2020-03", me, 250, 60)
+            times.append(time.perf_counter() - t)
+            assert rows is not None and len(rows) == 250
+        times.sort()
+        print(
+            f"  claim 250 rows of that outbox: median {times[10] * 1000:.1f} ms, "
+            f"worst {times[-1] * 1000:.1f} ms"
+        )
+    finally:
+        os.environ.pop("MASTHEAD_DATABASE_URL", None)
+        drop_database(server, name)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_senders(root: Path, workers: int, env: dict[str, str]) -> tuple[int, float, list[float]]:
+    """(messages, seconds, peak RSS MiB of each process) of ``workers`` send processes
+    started together; the seconds run from the first start to the last exit."""
+    cmd = [sys.executable, "-m", "masthead", "send", str(root), "--issue", "2020-03", "-q"]
+    cmd += ["--worker"] if workers > 1 else ["--yes"]
+    logs = [tempfile.TemporaryFile() for _ in range(workers)]  # noqa: SIM115
+    started = time.perf_counter()
+    pids = [
+        os.posix_spawn(
+            sys.executable,
+            cmd,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
+                (os.POSIX_SPAWN_DUP2, log.fileno(), 2),
+            ],
+        )
+        for log in logs
+    ]
+    rss: list[float] = []
+    sent = 0
+    for pid, log in zip(pids, logs, strict=True):
+        _, status, usage = os.wait4(pid, 0)
+        log.seek(0)
+        text = log.read().decode("utf-8", "replace")
+        match = re.search(r"this run sent ([\d,]+) in", text)
+        if os.waitstatus_to_exitcode(status) != 0 or not match:
+            raise RuntimeError(f"send failed:\n{text[-3000:]}")
+        sent += int(match.group(1).replace(",", ""))
+        rss.append(usage.ru_maxrss / 1024)
+    return sent, time.perf_counter() - started, rss
+
+
+def send_comparison(server: str, sizes: list[int]) -> None:
+    if not Path(SMTP_SINK).exists():
+        print(f"  (send skipped: install the Debian package postfix for {SMTP_SINK})")
+        return
+    for n in sizes:
+        figures = {}
+        for label, workers in (("1 sender, SQLite", 1), ("2 workers, PostgreSQL", 2)):
+            folder = Path(tempfile.mkdtemp(prefix="masthead-scale-send-"))
+            port = free_port()
+            sink = start_sink("smtp-sink", port)
+            env = dict(os.environ, MASTHEAD_SECRET=SECRET)
+            name = None
+            try:
+                if workers > 1:
+                    url, name = new_database(server)
+                    env["MASTHEAD_DATABASE_URL"] = os.environ["MASTHEAD_DATABASE_URL"] = url
+                root = make_publication(folder, n, port, 4)
+                os.environ.pop("MASTHEAD_DATABASE_URL", None)
+                sent, seconds, rss = run_senders(root, workers, env)
+            finally:
+                sink.terminate()
+                sink.wait()
+                os.environ.pop("MASTHEAD_DATABASE_URL", None)
+                if name:
+                    drop_database(server, name)
+                shutil.rmtree(folder, ignore_errors=True)
+            assert sent == n, (sent, n)
+            figures[label] = n / seconds
+            each = ", ".join(f"{r:.0f}" for r in rss)
+            print(
+                f"  send {n:>8,} into smtp-sink, {label:22}: {seconds:6.1f} s = "
+                f"{n / seconds:6,.0f} msg/s (whole processes); peak RSS {each} MiB"
+            )
+        ratio = figures["2 workers, PostgreSQL"] / figures["1 sender, SQLite"]
+        print(f"    2 workers on PostgreSQL / 1 sender on SQLite: {ratio:.2f}x (target >= 1)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscribers", type=int, default=1_000_000)
+    parser.add_argument("--send", default="100000", help="list sizes of the send comparison")
+    parser.add_argument("--database-url", default=SERVER, help="a PostgreSQL server/database")
+    parser.add_argument("--skip-import", action="store_true")
+    parser.add_argument("--skip-send", action="store_true")
+    args = parser.parse_args()
+    server = args.database_url.replace("postgresql+psycopg://", "postgresql://")
+    print(
+        f"masthead scale benchmark: {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}; PostgreSQL "
+        + subprocess.run(
+            ["psql", server, "-Atc", "SHOW server_version"], capture_output=True, text=True
+        ).stdout.strip()
+    )
+    if not args.skip_import:
+        import_and_outbox(server, args.subscribers)
+    if not args.skip_send:
+        send_comparison(server, [int(s) for s in args.send.split(",")])
+
+
+if __name__ == "__main__":
+    main()

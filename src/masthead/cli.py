@@ -173,7 +173,14 @@ def reference() -> None:
 
 # Commands of the later stages live in their own modules, which register on `main` when
 # imported. Keep their heavy imports inside the command functions: start-up stays fast.
-_COMMAND_MODULES: list[str] = ["cli_subscribers", "cli_web", "cli_clip", "cli_send"]
+_COMMAND_MODULES: list[str] = [
+    "cli_subscribers",
+    "cli_web",
+    "cli_clip",
+    "cli_send",
+    "cli_db",
+    "cli_publish",
+]
 
 for _module in _COMMAND_MODULES:
     import_module(f"masthead.{_module}")

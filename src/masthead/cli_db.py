@@ -107,7 +107,7 @@ def db_copy(directory: Path | None, source: str | None, target: str, quiet: bool
 
     \b
     Example:
-      masthead db copy --from sqlite:///srv/bulletin/.masthead/masthead.db \\
+      masthead db copy --from sqlite:////srv/bulletin/.masthead/masthead.db \\
                        --to postgresql://masthead@db1/bulletin
     """
     from .store.copy import copy_database

@@ -113,3 +113,7 @@ class SmtpError(MailError):
 
 class SendError(MastheadError):
     """``masthead send`` cannot start or go on (issue not built, send paused…)."""
+
+
+class PublishError(MastheadError):
+    """``masthead publish`` cannot publish (site not built, target not ours, rsync failed…)."""

@@ -34,6 +34,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from ..errors import SubscriberError
 from . import Store
@@ -208,6 +209,23 @@ def add(
     except ValueError as exc:
         raise SubscriberError(str(exc)) from None
     name = clean_name(name)
+    try:
+        return _add(store, address, name, language, confirmed, source, ip)
+    except IntegrityError:
+        # The same address signed up on another server between our look-up and our insert
+        # (PostgreSQL; SQLite's write lock serialises): once more, it is on the list now.
+        return _add(store, address, name, language, confirmed, source, ip)
+
+
+def _add(
+    store: Store,
+    address: str,
+    name: str,
+    language: str | None,
+    confirmed: bool,
+    source: str,
+    ip: str | None,
+) -> AddResult:
     with store.begin() as conn:
         reason = suppression_reason(conn, address)
         row = find(conn, address)

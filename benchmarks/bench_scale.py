@@ -120,9 +120,12 @@ def import_and_outbox(server: str, n: int) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_senders(root: Path, workers: int, env: dict[str, str]) -> tuple[int, float, list[float]]:
-    """(messages, seconds, peak RSS MiB of each process) of ``workers`` send processes
-    started together; the seconds run from the first start to the last exit."""
+def run_senders(
+    root: Path, workers: int, env: dict[str, str]
+) -> tuple[int, float, list[float], float]:
+    """(messages, seconds, peak RSS MiB of each process, CPU seconds of all) of ``workers``
+    send processes started together; the seconds run from the first start to the last
+    exit."""
     cmd = [sys.executable, "-m", "masthead", "send", str(root), "--issue", "2020-03", "-q"]
     cmd += ["--worker"] if workers > 1 else ["--yes"]
     logs = [tempfile.TemporaryFile() for _ in range(workers)]  # noqa: SIM115
@@ -141,6 +144,7 @@ def run_senders(root: Path, workers: int, env: dict[str, str]) -> tuple[int, flo
     ]
     rss: list[float] = []
     sent = 0
+    cpu = 0.0
     for pid, log in zip(pids, logs, strict=True):
         _, status, usage = os.wait4(pid, 0)
         log.seek(0)
@@ -150,7 +154,8 @@ def run_senders(root: Path, workers: int, env: dict[str, str]) -> tuple[int, flo
             raise RuntimeError(f"send failed:\n{text[-3000:]}")
         sent += int(match.group(1).replace(",", ""))
         rss.append(usage.ru_maxrss / 1024)
-    return sent, time.perf_counter() - started, rss
+        cpu += usage.ru_utime + usage.ru_stime
+    return sent, time.perf_counter() - started, rss, cpu
 
 
 def send_comparison(server: str, sizes: list[int]) -> None:
@@ -171,7 +176,7 @@ def send_comparison(server: str, sizes: list[int]) -> None:
                     env["MASTHEAD_DATABASE_URL"] = os.environ["MASTHEAD_DATABASE_URL"] = url
                 root = make_publication(folder, n, port, 4)
                 os.environ.pop("MASTHEAD_DATABASE_URL", None)
-                sent, seconds, rss = run_senders(root, workers, env)
+                sent, seconds, rss, cpu = run_senders(root, workers, env)
             finally:
                 sink.terminate()
                 sink.wait()
@@ -184,7 +189,8 @@ def send_comparison(server: str, sizes: list[int]) -> None:
             each = ", ".join(f"{r:.0f}" for r in rss)
             print(
                 f"  send {n:>8,} into smtp-sink, {label:22}: {seconds:6.1f} s = "
-                f"{n / seconds:6,.0f} msg/s (whole processes); peak RSS {each} MiB"
+                f"{n / seconds:6,.0f} msg/s (whole processes); peak RSS {each} MiB; "
+                f"sender CPU {cpu * 1e6 / n:.0f} µs/msg"
             )
         ratio = figures["2 workers, PostgreSQL"] / figures["1 sender, SQLite"]
         print(f"    2 workers on PostgreSQL / 1 sender on SQLite: {ratio:.2f}x (target >= 1)")

@@ -175,12 +175,34 @@ class _Discard(list):  # type: ignore[type-arg]
         self.count_received += 1
 
 
-if __name__ == "__main__":  # a standalone sink: python tests/smtp_sink.py PORT
-    import sys
+class _Log(list):  # type: ignore[type-arg]
+    """A message list that writes each recipient to a file, flushed before the sink answers
+    250 (what a sink killed with its host had accepted stays on record)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (open for the run)
+
+    def append(self, item: Received) -> None:  # type: ignore[override]
+        self.file.write(item.rcpt + "\n")
+        self.file.flush()
+
+
+if __name__ == "__main__":
+    # A standalone sink: python tests/smtp_sink.py PORT [--log FILE] [--ready FILE]
+    import argparse
+    import pathlib
     import time
 
-    sink = SmtpSink(SinkHandler(), port=int(sys.argv[1]))
-    sink.handler.messages = _Discard()  # type: ignore[assignment]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port", type=int)
+    parser.add_argument("--log", help="append each recipient to FILE (else count only)")
+    parser.add_argument("--ready", help="create FILE once listening")
+    args = parser.parse_args()
+    sink = SmtpSink(SinkHandler(), port=args.port)
+    sink.handler.messages = _Log(args.log) if args.log else _Discard()  # type: ignore[assignment]
     with sink:
+        if args.ready:
+            pathlib.Path(args.ready).touch()
         while True:
             time.sleep(3600)

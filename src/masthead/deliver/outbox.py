@@ -156,7 +156,13 @@ def create_send(store: Store, issue_slug: str) -> tuple[bool, int]:
         conn.execute(
             insert(sends).values(issue_slug=issue_slug, created_at=now, paused=0, total=total)
         )
-        return True, int(total)
+    if store.engine.dialect.name == "postgresql":
+        # Fresh statistics, or the planner takes a million new rows for a handful and sorts
+        # them all for every claim (autovacuum would notice only later).
+        with store.engine.connect() as conn:
+            conn.execute(text("ANALYZE outbox"))
+            conn.commit()
+    return True, int(total)
 
 
 def _insert(store: Store, table=outbox):  # type: ignore[no-untyped-def]

@@ -263,3 +263,56 @@ def test_an_old_confirm_link_does_not_undo_an_unsubscription(site: Path, client)
     new_token = tokens.make_token(pub, "confirm", sid, "ada@example.org", issued=issued + 120)
     assert client.post(f"/confirm/{sid}/{new_token}").status_code == 200
     assert status_of(site, sid) == ("active", None)
+
+
+def test_unsubscribe_reports_the_suppression_it_made_or_found(site: Path) -> None:
+    """A fresh suppression reports its own reason; an address already suppressed keeps its
+    first one (one INSERT … ON CONFLICT DO NOTHING RETURNING tells them apart)."""
+    pub, ada = add_active(site)
+    _, bob = add_active(site, "bob@example.org")
+    store = open_store(pub)
+    first = subs.unsubscribe(store, ada, source="email")
+    assert first is not None and (first.status, first.suppressed) == (
+        "unsubscribed",
+        "unsubscribed",
+    )
+    subs.suppress(store, "bob@example.org", "hard-bounce", source="email")
+    later = subs.unsubscribe(store, bob, source="email")  # the first reason stays
+    assert later is not None and (later.status, later.suppressed) == ("unsubscribed", "hard-bounce")
+    assert [e.action for e in subs.history(store, bob)] == ["subscribe", "bounce", "unsubscribe"]
+
+
+def test_readyz_waits_for_a_database_upgrade(client: TestClient, site: Path) -> None:
+    """An instance whose database is behind its schema (restored from an old backup, say)
+    stays out of the pool until `masthead db upgrade`; /healthz still says it is alive."""
+    from sqlalchemy import delete
+
+    from masthead.store import LATEST, schema
+
+    assert (client.get("/readyz").status_code, client.get("/readyz").text) == (200, "ready")
+    store = open_store(load_publication(site))
+    with store.begin() as conn:
+        conn.execute(delete(schema.schema_version))
+    behind = client.get("/readyz")
+    assert behind.status_code == 503
+    assert behind.text == (
+        f"database schema is at version 0, this Masthead needs {LATEST}: run `masthead db upgrade`"
+    )
+    assert behind.headers["cache-control"] == "no-store"
+    assert client.get("/healthz").text == "ok"
+    open_store(load_publication(site))  # what `masthead db upgrade` does
+    assert client.get("/readyz").text == "ready"
+
+
+def test_public_only_leaves_out_the_editors_app(site: Path) -> None:
+    from editor_kit import set_password
+
+    set_password(site)
+    with TestClient(create_app(site), base_url="https://bulletin.example.org") as full:
+        assert full.get("/admin/login").status_code == 200
+    app = create_app(site, public_only=True)
+    with TestClient(app, base_url="https://bulletin.example.org") as public:
+        assert public.get("/admin/login").status_code == 404
+        assert public.get("/admin/").status_code == 404
+        assert public.get("/subscribe").status_code == 200
+        assert public.get("/readyz").text == "ready"

@@ -127,11 +127,17 @@ class SmtpConfig(_Schema):
     password_env: str = "MASTHEAD_SMTP_PASSWORD"
     """The environment variable that holds the SMTP password (never written in the file)."""
     rate_per_minute: int = Field(default=0, ge=0)
-    """At most this many messages in any 60-second window; 0: no limit."""
+    """At most this many messages in any 60-second window, counted across every sender of
+    the database (all ``--worker`` processes on all machines); 0: no limit."""
     rate_per_domain_per_minute: int = Field(default=0, ge=0)
-    """At most this many messages per recipient domain in any 60-second window; 0: no limit."""
+    """At most this many messages per recipient domain in any 60-second window, per sender
+    process; 0: no limit."""
     concurrency: int = Field(default=4, ge=1, le=64)
-    """How many SMTP connections send at once."""
+    """How many SMTP connections each sender process keeps open."""
+    lease_seconds: float = Field(default=60.0, ge=5)
+    """A sender holds the messages it claimed for this long, renewing the claim as it
+    works; when a sender's machine dies, the other senders take its messages over once
+    the lease has run out (a dead process on the same machine is noticed at once)."""
     timeout: float = Field(default=30.0, gt=0)
     """Seconds to wait for the server's answer before giving up on a connection."""
     retry_max_hours: float = Field(default=48.0, gt=0)
@@ -149,6 +155,29 @@ class ServeConfig(_Schema):
     secure_cookie: bool | None = None
     """Mark the editor's session cookie Secure (sent over HTTPS only); default: when the
     request came over HTTPS (a TLS proxy in front must pass X-Forwarded-Proto)."""
+    trusted_proxies: list[str] = ["127.0.0.1", "::1"]
+    """Addresses or networks (e.g. "10.0.0.0/8") of the reverse proxies in front of
+    ``masthead serve``: only from these are X-Forwarded-For (the reader's IP address, which
+    consent records keep) and X-Forwarded-Proto believed; any other client is taken at its
+    connection's address. ``["*"]`` trusts every client: only when nothing but the proxy can
+    reach the port."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in v:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f'expected IP addresses or networks such as "10.0.0.5" or "10.0.0.0/8", '
+                    f"got {entry!r}"
+                ) from None
+        return v
 
 
 class TranslatedPublisher(_Schema):

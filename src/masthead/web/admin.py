@@ -698,7 +698,7 @@ class Admin:
             except MastheadError as exc:
                 raise files.EditError(exc.message, fix=exc.fix) from None
         session = request.state.session
-        self.flash(session, f"Imported {len(report.added)} address(es); {len(report.bad)} skipped.")
+        self.flash(session, f"Imported {report.imported:,} address(es); {len(report.bad)} skipped.")
         await self._confirm_mail(session, report.to_confirm)
         found = list(subs.iter_subscribers(self.store))[:500]
         return self.page(

@@ -11,9 +11,25 @@ them):
   (recording the time and the IP address).
 - ``GET  subscribe``: a sign-up form; ``POST subscribe`` (``email``, ``name``) creates a
   pending subscriber and sends the confirmation email; limited per IP address.
-- ``GET  /healthz``: ``ok`` when the database answers.
-- ``/admin/``: the editor's app (:mod:`masthead.web.admin`), behind a login.
+- ``GET  /healthz``: liveness, for a proxy or an orchestrator: 200 ``ok`` when the
+  database answers, else 503 with the reason on one line.
+- ``GET  /readyz``: readiness: 200 ``ready`` only when the database answers, its schema is
+  at :data:`masthead.store.LATEST` (neither behind nor ahead: an instance of another
+  Masthead version must not take traffic) and the built site is present; else 503 with the
+  reason on one line. Both are outside ``base_url``'s path, uncached (``Cache-Control:
+  no-store``), cheap (one small query) and never rate-limited.
+- ``/admin/``: the editor's app (:mod:`masthead.web.admin`), behind a login; left out by
+  ``create_app(..., public_only=True)`` (``masthead serve --public-only``).
 - everything else: the static files of ``_site/``.
+
+Several instances (processes or machines) can serve one publication behind a load balancer:
+everything the public endpoints know is in the database, and the tokens and the editor's
+session cookie are signed with the publication's secret (give every instance the same
+``MASTHEAD_SECRET``). The per-IP sign-up limit is kept in memory, per process (N instances
+allow N times as much; a proxy's own limit, e.g. nginx ``limit_req``, is the global one); the
+confirmation emails to one address (two in 10 minutes) are counted in the database, so that
+limit holds across instances. On SQLite the writes of one machine's instances queue on a
+lock file (:mod:`masthead.web.writes`).
 
 A bad or swapped token gets 403 and the same page as an unknown subscriber (404 would
 tell a prober which ids exist).
@@ -21,12 +37,19 @@ tell a prober which ids exist).
 
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+import anyio.to_thread
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -38,26 +61,38 @@ from ..content import load_publication
 from ..errors import MailError, SubscriberError
 from ..i18n import catalogue
 from ..model import Publication
-from ..store import Store, open_store
+from ..store import LATEST, Store, consent_events, current_version, open_store, utcnow
 from ..store import subscriber_list as subs
 from ..store.tokens import check_token, token_issued
 from .pages import button_form, page, subscribe_form
 from .ratelimit import TokenBucket
+from .writes import checkpoint_in_background, write_queue
 
 log = logging.getLogger("masthead.serve")
 
 MAX_FORM_BYTES = 10_000
 URLENCODED = "application/x-www-form-urlencoded"
+CONFIRMATIONS_PER_ADDRESS = 2
+"""Sign-ups of one address within :data:`CONFIRMATION_WINDOW` that get a confirmation email;
+more are answered as usual but mail nothing (nobody can flood an inbox through the form)."""
+CONFIRMATION_WINDOW = timedelta(minutes=10)
+PROBE_HEADERS = {"Cache-Control": "no-store"}
+DB_THREADS = 4
+"""Worker threads of one process using the database at once (SQLAlchemy pools 5)."""
+T = TypeVar("T")
 
 
 @dataclass
 class Endpoints:
-    """The state the endpoints share: the publication, its database, the rate limits."""
+    """The state the endpoints share: the publication, its database, the rate limit."""
 
     pub: Publication
     store: Store
     per_ip: TokenBucket
-    per_address: TokenBucket
+    limiter: anyio.CapacityLimiter = field(default_factory=lambda: _limiter(DB_THREADS))
+    writes: AbstractContextManager[Any] = field(default_factory=nullcontext)
+    """Held around each write transaction: on SQLite a :class:`~masthead.web.writes.
+    WriteQueue`, so writers wait their turn instead of polling SQLite's busy handler."""
 
     @property
     def words(self) -> dict[str, str]:
@@ -72,6 +107,13 @@ class Endpoints:
             **kwargs,
         )
 
+    async def _db(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function`` (which uses the database) in a worker thread, at most
+        :data:`DB_THREADS` at once: more would only wait for a pooled connection, or open
+        and close connections beyond the pool on every request."""
+        call = functools.partial(function, *args)
+        return await anyio.to_thread.run_sync(call, limiter=self.limiter)
+
     def invalid_link(self) -> Response:
         return self.render("link_invalid", [], status_code=403)
 
@@ -80,7 +122,9 @@ class Endpoints:
         token = request.path_params["token"]
         with self.store.read() as conn:
             row = subs.get(conn, subscriber_id)
-            suppressed_at = subs.suppressed_since(conn, row.email) if row is not None else None
+            suppressed_at = None
+            if purpose == "confirm" and row is not None:
+                suppressed_at = subs.suppressed_since(conn, row.email)
         if row is None or not check_token(self.pub, purpose, row.id, row.email, token):
             return None
         if purpose == "confirm" and suppressed_at is not None:
@@ -93,19 +137,30 @@ class Endpoints:
 
     # ---- unsubscribe ------------------------------------------------------------------
 
+    def _unsubscribe(self, request: Request, ip: str | None) -> subs.Subscriber | None:
+        """Check the link and unsubscribe in one transaction (the one-click POST is the
+        request a send brings by the thousand: one connection, one commit)."""
+        token = request.path_params["token"]
+        with self.writes, self.store.begin() as conn:
+            row = subs.get(conn, request.path_params["id"])
+            if row is None or not check_token(self.pub, "unsubscribe", row.id, row.email, token):
+                return None
+            return subs.unsubscribe_row(conn, row, source="email", ip=ip)
+
     async def unsubscribe(self, request: Request) -> Response:
-        subscriber = await run_in_threadpool(self._verified, request, "unsubscribe")
-        if subscriber is None:
-            return self.invalid_link()
-        fmt = {"publication": self.pub.config.name, "email": subscriber.email}
         if request.method == "POST":
             await _read_small_body(request)
             ip = client_ip(request)
-            await run_in_threadpool(
-                subs.unsubscribe, self.store, subscriber.id, source="email", ip=ip
-            )
+            subscriber = await self._db(self._unsubscribe, request, ip)
+            if subscriber is None:
+                return self.invalid_link()
             log.info("unsubscribed #%s from %s", subscriber.id, ip)
+            fmt = {"publication": self.pub.config.name, "email": subscriber.email}
             return self.render("unsubscribe_title", [self.words["unsubscribed_done"].format(**fmt)])
+        subscriber = await self._db(self._verified, request, "unsubscribe")
+        if subscriber is None:
+            return self.invalid_link()
+        fmt = {"publication": self.pub.config.name, "email": subscriber.email}
         form = button_form(request.url.path, self.words["unsubscribe_button"], one_click=True)
         question = self.words["unsubscribe_question"].format(**fmt)
         return self.render("unsubscribe_title", [question], form=form)
@@ -113,14 +168,14 @@ class Endpoints:
     # ---- confirm ----------------------------------------------------------------------
 
     async def confirm(self, request: Request) -> Response:
-        subscriber = await run_in_threadpool(self._verified, request, "confirm")
+        subscriber = await self._db(self._verified, request, "confirm")
         if subscriber is None:
             return self.invalid_link()
         fmt = {"publication": self.pub.config.name, "email": subscriber.email}
         if request.method == "POST":
             await _read_small_body(request)
             ip = client_ip(request)
-            await run_in_threadpool(subs.confirm, self.store, subscriber.id, source="form", ip=ip)
+            await self._db(self._confirm, subscriber.id, ip)
             log.info("confirmed #%s from %s", subscriber.id, ip)
             return self.render("confirm_title", [self.words["confirmed_done"].format(**fmt)])
         if subscriber.status == "active" and not subscriber.suppressed:
@@ -129,6 +184,10 @@ class Endpoints:
         return self.render(
             "confirm_title", [self.words["confirm_question"].format(**fmt)], form=form
         )
+
+    def _confirm(self, subscriber_id: int, ip: str | None) -> None:
+        with self.writes:
+            subs.confirm(self.store, subscriber_id, source="form", ip=ip)
 
     # ---- subscribe --------------------------------------------------------------------
 
@@ -155,14 +214,12 @@ class Endpoints:
         if trap:  # the hidden field: a bot; say the usual thing, do nothing
             return self._check_mail(email)
         try:
-            result = await run_in_threadpool(
-                subs.add, self.store, email, name=name, language=language, source="form", ip=ip
-            )
+            result = await self._db(self._add, email, name, language, ip)
         except SubscriberError as exc:
             reason = self.words["subscribe_invalid"].format(reason=exc.message)
             form_html = subscribe_form(action, self.words, email)
             return self.render("subscribe_title", [reason], form=form_html, status_code=400)
-        if result.needs_confirmation and self.per_address.allow(result.subscriber.email.lower()):
+        if result.needs_confirmation and await self._db(self._may_mail, result.subscriber.id):
             try:
                 await run_in_threadpool(_send_one, self.pub, result.subscriber)
             except MailError as exc:
@@ -171,14 +228,72 @@ class Endpoints:
         # The same answer whether or not the address was on the list: nothing leaks.
         return self._check_mail(result.subscriber.email)
 
+    def _add(self, email: str, name: str, language: str | None, ip: str | None) -> subs.AddResult:
+        with self.writes:
+            return subs.add(self.store, email, name=name, language=language, source="form", ip=ip)
+
     def _check_mail(self, email: str) -> Response:
         return self.render(
             "subscribe_title", [self.words["subscribe_check_mail"].format(email=email)]
         )
 
+    def _may_mail(self, subscriber_id: int) -> bool:
+        """Whether this sign-up may send a confirmation email: counted from the sign-ups
+        the database recorded (shared by every instance), not from memory."""
+        since = utcnow() - CONFIRMATION_WINDOW
+        c = consent_events.c
+        query = (
+            select(func.count())
+            .where(c.subscriber_id == subscriber_id)
+            .where(c.action == "subscribe")
+            .where(c.source == "form")
+            .where(c.at >= since)
+        )
+        with self.store.read() as conn:
+            return (conn.execute(query).scalar() or 0) <= CONFIRMATIONS_PER_ADDRESS
+
+    # ---- probes for a proxy or an orchestrator -----------------------------------------
+
+    def _schema_version(self) -> int:
+        with self.store.read() as conn:
+            return current_version(conn)
+
     async def healthz(self, request: Request) -> Response:
-        await run_in_threadpool(self.store.version)
-        return PlainTextResponse("ok")
+        """Liveness: the database answers."""
+        try:
+            await self._db(self._schema_version)
+        except SQLAlchemyError as exc:
+            return _probe(503, f"database unavailable: {_first_line(exc)}")
+        return _probe(200, "ok")
+
+    async def readyz(self, request: Request) -> Response:
+        """Readiness: the database answers at this Masthead's schema, the site is built."""
+        try:
+            version = await self._db(self._schema_version)
+        except SQLAlchemyError as exc:
+            return _probe(503, f"database unavailable: {_first_line(exc)}")
+        if version != LATEST:
+            fix = "run `masthead db upgrade`" if version < LATEST else "upgrade Masthead"
+            return _probe(
+                503,
+                f"database schema is at version {version}, this Masthead needs {LATEST}: {fix}",
+            )
+        if not (self.pub.site_dir / "index.html").is_file():
+            return _probe(503, f"no built site in {self.pub.site_dir}: run `masthead build`")
+        return _probe(200, "ready")
+
+
+def _limiter(threads: int) -> anyio.CapacityLimiter:
+    return anyio.CapacityLimiter(threads)
+
+
+def _probe(status_code: int, text: str) -> Response:
+    return PlainTextResponse(text, status_code=status_code, headers=PROBE_HEADERS)
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0][:200]
 
 
 class SiteFiles(StaticFiles):
@@ -224,16 +339,23 @@ def create_app(
     *,
     subscribe_per_minute: float = 2.0,
     subscribe_burst: float = 5.0,
+    public_only: bool = False,
+    background_checkpoints: bool = False,
 ) -> Starlette:
-    """The ASGI app for the publication in ``directory``."""
+    """The ASGI app for the publication in ``directory``; ``public_only`` leaves out the
+    editor's app (``/admin/`` is then a 404, like any path the site does not have);
+    ``background_checkpoints`` (for a server process, not a test's) moves SQLite's
+    checkpoints to a thread (:mod:`masthead.web.writes`)."""
     pub = load_publication(Path(directory))
     store = open_store(pub)
     endpoints = Endpoints(
-        pub=pub,
-        store=store,
-        per_ip=TokenBucket(subscribe_burst, subscribe_per_minute),
-        per_address=TokenBucket(2, 1 / 10),  # one confirmation email per address per 10 min
+        pub=pub, store=store, per_ip=TokenBucket(subscribe_burst, subscribe_per_minute)
     )
+    queue = write_queue(store.engine)
+    if queue is not None:
+        endpoints.writes = queue
+        if background_checkpoints:
+            checkpoint_in_background(store.engine, queue)
     public = [
         Route("/unsubscribe/{id:int}/{token:str}", endpoints.unsubscribe, methods=["GET", "POST"]),
         Route("/confirm/{id:int}/{token:str}", endpoints.confirm, methods=["GET", "POST"]),
@@ -241,10 +363,15 @@ def create_app(
         Mount("/", app=SiteFiles(directory=pub.site_dir, html=True, check_dir=False)),
     ]
     prefix = base_path(pub)
-    from .admin import admin_routes
+    routes: list[Any] = [
+        Route("/healthz", endpoints.healthz),
+        Route("/readyz", endpoints.readyz),
+    ]
+    if not public_only:
+        from .admin import admin_routes
 
-    # The editor's app (login required) lives at /admin/, outside base_url's path.
-    routes: list[Any] = [Route("/healthz", endpoints.healthz), admin_routes(pub.root, store)]
+        # The editor's app (login required) lives at /admin/, outside base_url's path.
+        routes.append(admin_routes(pub.root, store))
     if prefix:
         routes.append(Route("/", lambda request: RedirectResponse(prefix + "/")))
         routes.append(Mount(prefix, routes=public))

@@ -7,6 +7,9 @@
   an HMAC through itsdangerous): HttpOnly, SameSite=Strict, Secure over HTTPS, limited to the
   ``/admin`` path, valid :data:`SESSION_MAX_AGE` seconds. Logging out ends every session
   (``.masthead/admin-sessions`` counts the generations), so a copied cookie dies with it.
+  Nothing of a session is kept in memory: any instance of ``masthead serve`` that shares
+  the secret and the publication folder accepts the cookie, and a log-out on one ends the
+  sessions on all of them (each reads the generation file on every request).
 - Every session, even before login, carries a random CSRF token; every form has it in a
   hidden field (scripts send it in the ``X-CSRF-Token`` header) and every POST is refused
   without it. Logging in issues a new token (a token seen before login is no use after).
@@ -125,7 +128,8 @@ class Sessions:
     def end_all(self) -> None:
         """Log out every session (a copied cookie stops working too)."""
         self._epoch_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._epoch_file.with_name(f".admin-sessions.{os.getpid()}")
+        # A name no other process uses, on this machine or another sharing the folder.
+        tmp = self._epoch_file.with_name(f".admin-sessions.{secrets.token_hex(8)}")
         tmp.write_text(str(self.epoch() + 1), "ascii")
         tmp.replace(self._epoch_file)
 

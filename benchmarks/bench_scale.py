@@ -158,7 +158,20 @@ def run_senders(
     return sent, time.perf_counter() - started, rss, cpu
 
 
-def send_comparison(server: str, sizes: list[int]) -> None:
+def machine_cpu() -> float:
+    """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def send_comparison(server: str, sizes: list[int], small: bool) -> None:
     if not Path(SMTP_SINK).exists():
         print(f"  (send skipped: install the Debian package postfix for {SMTP_SINK})")
         return
@@ -174,10 +187,13 @@ def send_comparison(server: str, sizes: list[int]) -> None:
                 if workers > 1:
                     url, name = new_database(server)
                     env["MASTHEAD_DATABASE_URL"] = os.environ["MASTHEAD_DATABASE_URL"] = url
-                root = make_publication(folder, n, port, 4)
+                root = make_publication(folder, n, port, 4, small)
                 os.environ.pop("MASTHEAD_DATABASE_URL", None)
+                busy = machine_cpu()
                 sent, seconds, rss, cpu = run_senders(root, workers, env)
+                busy = machine_cpu() - busy
             finally:
+                sink_cpu = process_cpu(sink.pid)
                 sink.terminate()
                 sink.wait()
                 os.environ.pop("MASTHEAD_DATABASE_URL", None)
@@ -190,7 +206,8 @@ def send_comparison(server: str, sizes: list[int]) -> None:
             print(
                 f"  send {n:>8,} into smtp-sink, {label:22}: {seconds:6.1f} s = "
                 f"{n / seconds:6,.0f} msg/s (whole processes); peak RSS {each} MiB; "
-                f"sender CPU {cpu * 1e6 / n:.0f} µs/msg"
+                f"CPU µs/msg: senders {cpu * 1e6 / n:.0f}, sink {sink_cpu * 1e6 / n:.0f}, "
+                f"the rest (database…) {(busy - cpu - sink_cpu) * 1e6 / n:.0f}"
             )
         ratio = figures["2 workers, PostgreSQL"] / figures["1 sender, SQLite"]
         print(f"    2 workers on PostgreSQL / 1 sender on SQLite: {ratio:.2f}x (target >= 1)")
@@ -215,7 +232,13 @@ def main() -> None:
     if not args.skip_import:
         import_and_outbox(server, args.subscribers)
     if not args.skip_send:
-        send_comparison(server, [int(s) for s in args.send.split(",")])
+        for small in (False, True):
+            print(
+                "  the demo issue (~63 KB a message):"
+                if not small
+                else "  a one-item issue (~8.5 KB a message):"
+            )
+            send_comparison(server, [int(s) for s in args.send.split(",")], small)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from sqlalchemy import (
     exists,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -534,20 +535,25 @@ def _import_postgresql(
         )
         if confirmed:
             report.imported = cursor.fetchone()[0]
-            return
-        for subscriber_id, address, name, language in sorted(cursor.fetchall()):
-            report.to_confirm.append(
-                Subscriber(
-                    id=subscriber_id,
-                    email=address,
-                    name=name,
-                    language=language,
-                    status=status,
-                    created_at=now,
-                    confirmed_at=None,
-                )
-            )
-        report.imported = len(report.to_confirm)
+            added = []
+        else:
+            added = sorted(cursor.fetchall())
+            report.imported = len(added)
+    with store.engine.connect() as conn:  # the planner's figures for the new rows
+        conn.execute(text("ANALYZE subscribers, consent_events"))
+        conn.commit()
+    report.to_confirm.extend(
+        Subscriber(
+            id=subscriber_id,
+            email=address,
+            name=name,
+            language=language,
+            status=status,
+            created_at=now,
+            confirmed_at=None,
+        )
+        for subscriber_id, address, name, language in added
+    )
 
 
 # ----------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ workers sharing one outbox.
 1. Import a CSV of N subscribers into a new PostgreSQL database (`masthead subscribers
    import --confirmed`, in-process): rows per second (target >= 20,000).
 2. Create the outbox of one issue for all N (`create_send`): seconds (target <= 60).
+   Then `masthead db copy` of a SQLite list (default 100,000) to PostgreSQL, verified.
 3. Send the demo issue into Postfix's smtp-sink: 1 sender on SQLite, then 2 `--worker`
    processes on PostgreSQL (target: 2 workers at least as fast as 1 on SQLite), with each
    process's peak RSS at two list sizes (target: flat).
@@ -30,23 +31,10 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_send import SMTP_SINK, free_port, make_publication, start_sink
+from bench_send import REPORT_HWM, SMTP_SINK, free_port, make_publication, start_sink
 
 SERVER = "postgresql://masthead:masthead@127.0.0.1:5432/masthead_test"
 SECRET = "benchmark-secret-0123456789"
-
-# `masthead` that prints its own peak RSS at exit: VmHWM belongs to the process's own memory
-# (ru_maxrss would include the benchmark's, inherited through fork before exec).
-REPORT_HWM = (
-    "import atexit, sys\n"
-    "def hwm():\n"
-    "    for line in open('/proc/self/status'):\n"
-    "        if line.startswith('VmHWM:'):\n"
-    "            print('VmHWM', line.split()[1], file=sys.stderr)\n"
-    "atexit.register(hwm)\n"
-    "from masthead.cli import main\n"
-    "main()\n"
-)
 
 
 def new_database(server: str) -> tuple[str, str]:
@@ -126,6 +114,45 @@ def import_and_outbox(server: str, n: int) -> None:
         print(
             f"  claim 250 rows of that outbox: median {times[10] * 1000:.1f} ms, "
             f"worst {times[-1] * 1000:.1f} ms"
+        )
+    finally:
+        os.environ.pop("MASTHEAD_DATABASE_URL", None)
+        drop_database(server, name)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def copy_to_postgresql(server: str, n: int) -> None:
+    """`masthead db copy` of a SQLite list of ``n`` (subscribers and their consent records,
+    a send's outbox) into a new PostgreSQL database: seconds and rows per second."""
+    from masthead.content import load_publication
+    from masthead.deliver import create_send
+    from masthead.scaffold import copy_demo
+    from masthead.store import dispose_engines, open_store
+    from masthead.store import subscriber_list as subs
+    from masthead.store.copy import copy_database
+
+    folder = Path(tempfile.mkdtemp(prefix="masthead-copy-"))
+    source = f"sqlite:///{folder / 'laptop.db'}"
+    os.environ["MASTHEAD_DATABASE_URL"] = source
+    url, name = new_database(server)
+    try:
+        root = copy_demo(folder / "pub")
+        store = open_store(load_publication(root))
+        csv_path = folder / "list.csv"
+        with open(csv_path, "w", encoding="utf-8") as f:
+            f.write("email,name\n")
+            for i in range(n):
+                f.write(f"reader{i}@example{i % 997}.org,Reader Number {i}\n")
+        subs.import_csv(store, csv_path, confirmed=True)
+        create_send(store, "2020-03")
+        dispose_engines()
+        t = time.perf_counter()
+        report = copy_database(source, url)
+        took = time.perf_counter() - t
+        assert report.ok
+        print(
+            f"  db copy of a SQLite list of {n:,} ({report.rows:,} rows in all) to PostgreSQL, "
+            f"verified: {took:.1f} s = {report.rows / took:,.0f} rows/s"
         )
     finally:
         os.environ.pop("MASTHEAD_DATABASE_URL", None)
@@ -232,7 +259,9 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=1_000_000)
     parser.add_argument("--send", default="100000", help="list sizes of the send comparison")
     parser.add_argument("--database-url", default=SERVER, help="a PostgreSQL server/database")
+    parser.add_argument("--copy", type=int, default=100_000, help="list size of db copy")
     parser.add_argument("--skip-import", action="store_true")
+    parser.add_argument("--skip-copy", action="store_true")
     parser.add_argument("--skip-send", action="store_true")
     args = parser.parse_args()
     server = args.database_url.replace("postgresql+psycopg://", "postgresql://")
@@ -245,6 +274,8 @@ def main() -> None:
     )
     if not args.skip_import:
         import_and_outbox(server, args.subscribers)
+    if not args.skip_copy:
+        copy_to_postgresql(server, args.copy)
     if not args.skip_send:
         for small in (False, True):
             print(

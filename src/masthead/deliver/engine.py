@@ -166,6 +166,8 @@ class Sender:
                 lambda n: outbox.book_slots(store, RATE_NAME, n, interval),
             )
         self._booking: asyncio.Future[Any] | None = None
+        self.after = 0
+        """The highest outbox id this sender has claimed (see :func:`outbox.claim`)."""
         self.domain_limits = DomainLimits(policy.rate_per_domain_per_minute)
         self.queue: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue(policy.batch * 2)
         self.secret = secret_key(pub)
@@ -282,7 +284,11 @@ class Sender:
     async def _producer(self) -> None:
         p = self.policy
         while self.fatal is None:
-            rows = await self.db(outbox.claim, self.store, self.slug, self.me, p.batch, p.lease)
+            rows = await self.db(
+                outbox.claim, self.store, self.slug, self.me, p.batch, p.lease, self.after
+            )
+            if rows:
+                self.after = max(self.after, max(row.id for row in rows))
             if rows is not None and self.stats.interrupted:
                 for row in rows:
                     self.in_flight += 1

@@ -139,7 +139,8 @@ def send_command(
     create_send(store, slug)
     policy = policy_from_config(pub, retry_base=retry_base, batch=batch, lease=lease)
     if worker:
-        report = _run_as_worker(pub, store, issue, policy, resend_unknown, quiet)
+        paused = state.paused and not resume
+        report = _run_as_worker(pub, store, issue, policy, resend_unknown, quiet, paused)
     else:
         report = _run_with_progress(pub, store, issue, policy, resend_unknown, quiet)
     _print_report(report)
@@ -203,16 +204,15 @@ def _run_with_progress(pub, store, issue, policy, resend_unknown: bool, quiet: b
         )
 
 
-def _run_as_worker(pub, store, issue, policy, resend_unknown: bool, quiet: bool):  # type: ignore[no-untyped-def]
+def _run_as_worker(pub, store, issue, policy, resend_unknown: bool, quiet: bool, paused: bool):  # type: ignore[no-untyped-def]
     """One of several senders: no question, no bar, a log line every 10 s (journald, cron
     mail); a paused send stays paused."""
     import time
 
-    from .deliver import send_issue, send_state
+    from .deliver import send_issue
     from .deliver.outbox import this_machine
 
-    state = send_state(store, issue.slug)
-    if state.paused:
+    if paused:
         click.echo(f"The send of {issue.slug} is paused: this worker sends nothing.")
         sys.exit(1)
     where = f"{this_machine()}:{os.getpid()}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import signal
 import time
@@ -160,11 +161,8 @@ class Sender:
         self.fatal: MastheadError | None = None
         self.rate: SharedRate | None = None
         if policy.rate_per_minute > 0:
-            interval = 60.0 / policy.rate_per_minute
-            self.rate = SharedRate(
-                policy.rate_per_minute,
-                lambda n: outbox.book_slots(store, RATE_NAME, n, interval),
-            )
+            book = functools.partial(outbox.book_slots, store, RATE_NAME)
+            self.rate = SharedRate(policy.rate_per_minute, book)
         self._booking: asyncio.Future[Any] | None = None
         self.after = 0
         """The highest outbox id this sender has claimed (see :func:`outbox.claim`)."""

@@ -78,11 +78,11 @@ class SharedRate:
     not use in time (it was slower than the rate) are dropped, and it books fewer next
     time; slots booked by a sender that dies are lost (the send slows, never speeds up).
 
-    ``book(n)`` returns ``(database now, first slot)`` in the database's seconds; the
+    ``book(n, interval)`` returns ``(database now, first slot)`` in the database's seconds; the
     difference from this machine's clock is applied, so machines need not agree on time.
     """
 
-    def __init__(self, per_minute: int, book: Callable[[int], tuple[float, float]]) -> None:
+    def __init__(self, per_minute: int, book: Callable[[int, float], tuple[float, float]]) -> None:
         self.interval = 60.0 / per_minute
         self.book = book
         self.slots: deque[float] = deque()
@@ -110,6 +110,6 @@ class SharedRate:
         else:
             self.chunk = min(self.max_chunk, self.chunk * 2)
         self.dropped = 0
-        db_now, first = self.book(self.chunk)
+        db_now, first = self.book(self.chunk, self.interval)
         local = time.monotonic() + (first - db_now)
         self.slots.extend(local + i * self.interval for i in range(self.chunk))

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, func, select, text
+from sqlalchemy import Connection, Table, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from ..errors import StoreError
+from . import driver_url, get_engine
 from .migrations import LATEST, current_version, migrate
 from .schema import metadata, schema_version
 
@@ -113,17 +114,9 @@ def table_checksum(conn: Connection, table: Table) -> tuple[int, str]:
     return n, digest.hexdigest()
 
 
-def _open(url: str) -> Engine:
-    from . import get_engine
-
-    return get_engine(url)
-
-
 def copy_database(source: str, target: str, progress: Progress | None = None) -> CopyReport:
     """Copy every row of the database at ``source`` into the empty one at ``target``."""
     import time
-
-    from . import driver_url
 
     started = time.perf_counter()
     if driver_url(source) == driver_url(target):
@@ -132,7 +125,7 @@ def copy_database(source: str, target: str, progress: Progress | None = None) ->
         )
     report = CopyReport(shown(source), shown(target))
     try:
-        src = _open(source)
+        src = get_engine(source)
         with src.connect() as conn:
             version = current_version(conn)
     except OperationalError as exc:
@@ -152,7 +145,7 @@ def copy_database(source: str, target: str, progress: Progress | None = None) ->
             fix=f"run `masthead db upgrade` on it first (MASTHEAD_DATABASE_URL={shown(source)})",
         )
     try:
-        dst = _open(target)
+        dst = get_engine(target)
         migrate(dst)
     except OperationalError as exc:
         raise StoreError(

@@ -28,12 +28,10 @@ def _v1_create_everything(conn: Connection) -> None:
 def _v2_rate_limits(conn: Connection) -> None:
     """Version 2 (several machines): the rate limit shared by every sender, and the index
     senders claim from."""
-    from .schema import outbox, rate_limits
+    from .schema import outbox_pending, rate_limits
 
     rate_limits.create(conn, checkfirst=True)
-    for index in outbox.indexes:
-        if index.name == "ix_outbox_pending":
-            index.create(conn, checkfirst=True)
+    outbox_pending.create(conn, checkfirst=True)
 
 
 STEPS: dict[int, Step] = {

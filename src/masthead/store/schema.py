@@ -152,7 +152,7 @@ Index("ix_outbox_issue_state_next", outbox.c.issue_slug, outbox.c.state, outbox.
 # What a sender claims next: the pending rows of one issue in id order (a partial index, so a
 # claim from an outbox of a million rows reads a few hundred index entries, not a sort).
 pending = outbox.c.state == "pending"
-Index(
+outbox_pending = Index(
     "ix_outbox_pending",
     outbox.c.issue_slug,
     outbox.c.id,

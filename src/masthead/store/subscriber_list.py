@@ -329,6 +329,21 @@ def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, str]
     return header, rows()
 
 
+def _pending(
+    subscriber_id: int, email: str, name: str, language: str | None, now: datetime
+) -> Subscriber:
+    """A subscriber an import has just added as pending (to be sent a confirmation)."""
+    return Subscriber(
+        id=subscriber_id,
+        email=email,
+        name=name,
+        language=language,
+        status="pending",
+        created_at=now,
+        confirmed_at=None,
+    )
+
+
 def _candidates(
     rows: Iterable[tuple[int, dict[str, str]]], report: ImportReport
 ) -> Iterator[tuple[int, str, str, str | None]]:
@@ -446,15 +461,7 @@ def import_csv(
             report.imported += len(fresh)
             if not confirmed:
                 report.to_confirm.extend(
-                    Subscriber(
-                        id=new_ids[key],
-                        email=address,
-                        name=name,
-                        language=language,
-                        status=status,
-                        created_at=now,
-                        confirmed_at=None,
-                    )
+                    _pending(new_ids[key], address, name, language, now)
                     for _, address, key, name, language in fresh
                 )
     report.bad.sort(key=lambda b: b.line)
@@ -543,15 +550,7 @@ def _import_postgresql(
         conn.execute(text("ANALYZE subscribers, consent_events"))
         conn.commit()
     report.to_confirm.extend(
-        Subscriber(
-            id=subscriber_id,
-            email=address,
-            name=name,
-            language=language,
-            status=status,
-            created_at=now,
-            confirmed_at=None,
-        )
+        _pending(subscriber_id, address, name, language, now)
         for subscriber_id, address, name, language in added
     )
 

@@ -345,6 +345,9 @@ def process_files(
     pub: Publication, store: Store, files: list[Path], *, dry_run: bool = False
 ) -> BounceReport:
     """Read every message of ``files`` and apply the rule (or only report, ``dry_run``)."""
+    from .store.tokens import verify_secret
+
+    verify_secret(store, pub)  # VERP addresses and unsubscribe mails are checked with it
     report = BounceReport()
     with store.engine.connect() as conn:
         transaction = conn.begin()

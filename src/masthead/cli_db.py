@@ -44,7 +44,7 @@ def db_upgrade(directory: Path) -> None:
             before = current_version(conn)
     except Exception:  # open_store below names the problem with its fix
         before = -1
-    after = open_store(pub).version()  # opening runs the migrations
+    after = open_store(pub, upgrade=True).version()
     if before == after:
         click.echo(f"Database at schema version {after} (up to date): {shown(url)}")
     else:

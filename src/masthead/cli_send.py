@@ -100,6 +100,7 @@ def send_command(
         set_paused,
     )
     from .store import open_store
+    from .store.tokens import verify_secret
 
     pub = load_publication(directory)
     issue = load_issue(pub, slug)
@@ -119,6 +120,7 @@ def send_command(
         click.echo(f"Paused the send of {slug}; run `masthead send` again to resume.")
         return
     issue_entry(pub, slug)  # fail now, before any question, if the issue is not built
+    verify_secret(store, pub)  # and if this machine would sign links no other one accepts
     if state.exists:
         todo = state.remaining + (state.count("unknown") if resend_unknown else 0)
         question = f"Resume sending issue {slug}: {todo:,} of {state.total:,} left?"

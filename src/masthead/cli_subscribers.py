@@ -37,12 +37,14 @@ def _console(err: bool = False) -> Any:
     return Console(file=stream, width=None if stream.isatty() else 200, highlight=False)
 
 
-def _send_confirmations(pub: Publication, pending: list[Any]) -> None:
+def _send_confirmations(pub: Publication, store: Store, pending: list[Any]) -> None:
     from .errors import MailError
     from .store.confirm import send_confirmations
+    from .store.tokens import verify_secret
 
     if not pending:
         return
+    verify_secret(store, pub)  # the links must be the ones the web machines accept
     try:
         report = send_confirmations(pub, pending)
     except MailError as exc:
@@ -108,7 +110,7 @@ def add_command(
     s = result.subscriber
     click.echo(f"Added {s.email} (#{s.id}, {s.status}).")
     if result.needs_confirmation:
-        _send_confirmations(pub, [s])
+        _send_confirmations(pub, store, [s])
 
 
 @subscribers.command("import")
@@ -146,7 +148,7 @@ def import_command(directory: Path, file: Path, confirmed: bool) -> None:
         _console().print(table)
     state = "active" if confirmed else "pending confirmation"
     click.echo(f"Imported {report.imported:,} address(es) ({state}); {len(report.bad)} skipped.")
-    _send_confirmations(pub, report.to_confirm)
+    _send_confirmations(pub, store, report.to_confirm)
 
 
 @subscribers.command("resend")
@@ -171,7 +173,7 @@ def resend_command(directory: Path, emails: tuple[str, ...]) -> None:
         click.echo("No pending subscriber to remind.")
         return
     _require_sender(pub, confirmed=False)
-    _send_confirmations(pub, pending)
+    _send_confirmations(pub, store, pending)
 
 
 @subscribers.command("export")

@@ -67,6 +67,15 @@ class StoreError(MastheadError):
     """The subscriber database cannot be opened or upgraded."""
 
 
+class SchemaBehind(StoreError):
+    """The database is at an older schema version than this Masthead, and only ``masthead
+    db upgrade`` upgrades a shared database."""
+
+
+class SecretMismatch(StoreError):
+    """This machine's signing secret is not the one the database's links are signed with."""
+
+
 class SubscriberError(MastheadError):
     """A subscriber command cannot be carried out (bad address, unknown subscriber…)."""
 

@@ -33,7 +33,13 @@ from ..errors import MastheadError, RecipientError, SmtpError
 from ..model import Publication
 from ..render.email.message import MessageTemplate, Recipient
 from ..store import Store, utcnow
-from ..store.tokens import secret_key, unsubscribe_mailto, unsubscribe_url, verp_address
+from ..store.tokens import (
+    secret_key,
+    unsubscribe_mailto,
+    unsubscribe_url,
+    verify_secret,
+    verp_address,
+)
 from . import outbox
 from .outbox import Claimed, Result
 from .ratelimit import DomainLimits, SharedRate
@@ -168,6 +174,7 @@ class Sender:
         """The highest outbox id this sender has claimed (see :func:`outbox.claim`)."""
         self.domain_limits = DomainLimits(policy.rate_per_domain_per_minute)
         self.queue: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue(policy.batch * 2)
+        verify_secret(store, pub)
         self.secret = secret_key(pub)
         domain = verp_address(pub, 0, "") or "masthead@localhost"
         # Message-IDs: <slug.row-id.nonce@domain>, the nonce a MAC of the issue (unique to the

@@ -42,6 +42,7 @@ from sqlalchemy import (
 from ..store import (
     Store,
     bounce_events,
+    dialect_insert,
     outbox,
     rate_limits,
     sends,
@@ -170,11 +171,7 @@ def create_send(store: Store, issue_slug: str) -> tuple[bool, int]:
 
 
 def _insert(store: Store, table=outbox):  # type: ignore[no-untyped-def]
-    if store.engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert(table)
+    return dialect_insert(store.engine.dialect.name, table)
 
 
 def book_slots(store: Store, name: str, n: int, interval: float) -> tuple[float, float]:

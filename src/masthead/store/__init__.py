@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from ..errors import StoreError
+from ..errors import SchemaBehind, StoreError
 from . import schema
 from .migrations import LATEST, current_version, migrate
 from .schema import (
@@ -34,6 +34,7 @@ from .schema import (
     outbox,
     rate_limits,
     sends,
+    settings,
     subscribers,
     suppressions,
     utcnow,
@@ -49,6 +50,7 @@ __all__ = [
     "consent_events",
     "current_version",
     "database_url",
+    "dialect_insert",
     "dispose_engines",
     "driver_url",
     "get_engine",
@@ -59,6 +61,7 @@ __all__ = [
     "rate_limits",
     "schema",
     "sends",
+    "settings",
     "subscribers",
     "suppressions",
     "utcnow",
@@ -153,6 +156,15 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+def dialect_insert(dialect_name: str, table: Any) -> Any:
+    """``INSERT`` with the dialect's ``ON CONFLICT`` clauses (PostgreSQL's or SQLite's)."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
 @dataclass(frozen=True)
 class Store:
     """An open, migrated database of one publication."""
@@ -180,16 +192,27 @@ class Store:
             return current_version(conn)
 
 
-def open_store(pub: Publication, *, upgrade: bool = True) -> Store:
-    """Open the publication's database, creating and upgrading it as needed."""
+def open_store(
+    pub: Publication, *, upgrade: bool | None = None, allow_behind: bool = False
+) -> Store:
+    """Open the publication's database.
+
+    ``upgrade``: True migrates to :data:`LATEST` (``masthead db upgrade``); False never
+    changes the schema; None (the default) creates the tables of an empty database, and
+    upgrades an older one only on SQLite, which is one machine's own file. A shared database
+    (PostgreSQL) is upgraded only by ``masthead db upgrade``: a machine running a newer
+    Masthead must not change the schema under the older ones still serving and sending (a
+    rolling upgrade). Opening an older shared database then raises
+    :class:`~masthead.errors.SchemaBehind`, unless ``allow_behind`` (``masthead serve``,
+    which starts and reports itself unready on ``/readyz`` until the upgrade).
+    """
     url = database_url(pub)
     engine = get_engine(url)
     try:
-        if upgrade:
+        with engine.connect() as conn:
+            version = current_version(conn)
+        if upgrade or (upgrade is None and (version == 0 or engine.dialect.name == "sqlite")):
             version = migrate(engine)
-        else:
-            with engine.connect() as conn:
-                version = current_version(conn)
     except OperationalError as exc:
         raise StoreError(
             f"cannot open the database {make_url(url).render_as_string(hide_password=True)}: "
@@ -201,5 +224,12 @@ def open_store(pub: Publication, *, upgrade: bool = True) -> Store:
             f"the database is at schema version {version}, newer than this Masthead "
             f"understands ({LATEST})",
             fix="upgrade Masthead (pip install -U masthead)",
+        )
+    if upgrade is None and 0 < version < LATEST and not allow_behind:
+        raise SchemaBehind(
+            f"the database {make_url(url).render_as_string(hide_password=True)} is at schema "
+            f"version {version}; this Masthead needs version {LATEST}",
+            fix=f"run `masthead db upgrade {pub.root}` once, from any machine (the services "
+            "of the older Masthead keep working until they are upgraded too)",
         )
     return Store(engine=engine, url=url, pub=pub)

@@ -34,9 +34,18 @@ def _v2_rate_limits(conn: Connection) -> None:
     outbox_pending.create(conn, checkfirst=True)
 
 
+def _v3_settings(conn: Connection) -> None:
+    """Version 3: the settings every machine must agree on (the signing secret's
+    fingerprint)."""
+    from .schema import settings
+
+    settings.create(conn, checkfirst=True)
+
+
 STEPS: dict[int, Step] = {
     1: _v1_create_everything,
     2: _v2_rate_limits,
+    3: _v3_settings,
 }
 """Version → the step that brings the database from the version before up to it."""
 

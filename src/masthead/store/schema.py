@@ -196,3 +196,14 @@ rate_limits = Table(
     Column("name", Text, primary_key=True),
     Column("next_at", Float, nullable=False),
 )
+
+settings = Table(
+    "settings",
+    metadata,
+    # Facts about the database that every machine using it must agree on, one row each:
+    # ``secret_fingerprint`` (see masthead.store.tokens.verify_secret), and who set it when.
+    Column("name", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("set_by", Text, nullable=False, default=""),
+    Column("set_at", UTCDateTime(), nullable=False, default=utcnow),
+)

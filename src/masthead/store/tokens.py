@@ -2,7 +2,9 @@
 
 One secret per publication, in ``.masthead/secret.key`` (32 random bytes, mode 0600,
 created on first use); the environment variable ``MASTHEAD_SECRET`` overrides it (to share
-one secret between the sending machine and the web server).
+one secret between the sending machine and the web server). The database keeps the
+secret's fingerprint (:func:`verify_secret`), so a machine with another secret, which
+would mail links no other machine accepts, refuses to start instead.
 
 - Unsubscribe: ``<base_url>unsubscribe/<id>/<token>``, an HMAC-SHA256 over
   ``unsubscribe|<id>|<email in lower case>``; it never expires (old issues keep working).
@@ -27,16 +29,20 @@ import hmac
 import os
 import re
 import secrets
+import socket
 import time
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from sqlalchemy import select
+
 from .addresses import email_key
 
 if TYPE_CHECKING:
     from ..model import Publication
+    from ..store import Store
 
 CONFIRM_MAX_AGE = 30 * 24 * 3600
 """Seconds a confirmation link stays valid (30 days)."""
@@ -44,10 +50,21 @@ CONFIRM_MAX_AGE = 30 * 24 * 3600
 _secrets: dict[Path, bytes] = {}
 
 
+MIN_SECRET_BYTES = 16
+
+
 def secret_key(pub: Publication) -> bytes:
     """The publication's signing secret (created on first use)."""
     env = os.environ.get("MASTHEAD_SECRET")
     if env:
+        if len(env.encode("utf-8")) < MIN_SECRET_BYTES:
+            from ..errors import StoreError
+
+            raise StoreError(
+                f"MASTHEAD_SECRET is too short ({len(env)} characters; at least "
+                f"{MIN_SECRET_BYTES} bytes)",
+                fix='make one with python3 -c "import secrets; print(secrets.token_urlsafe(48))"',
+            )
         return env.encode("utf-8")
     path = pub.state_dir / "secret.key"
     cached = _secrets.get(path)
@@ -70,7 +87,7 @@ def secret_key(pub: Publication) -> bytes:
         finally:
             tmp.unlink()
     key = path.read_bytes()
-    if len(key) < 16:
+    if len(key) < MIN_SECRET_BYTES:
         from ..errors import StoreError
 
         raise StoreError(
@@ -78,6 +95,65 @@ def secret_key(pub: Publication) -> bytes:
         )
     _secrets[path] = key
     return key
+
+
+def secret_fingerprint(key: bytes) -> str:
+    """What the database keeps of the secret: a MAC of a constant, which tells two secrets
+    apart and gives nothing away about either."""
+    return hmac.new(key, b"masthead secret fingerprint v1", hashlib.sha256).hexdigest()[:32]
+
+
+SECRET_SETTING = "secret_fingerprint"
+
+
+def verify_secret(store: Store, pub: Publication) -> None:
+    """Make sure this machine signs with the secret the database's links are signed with.
+
+    The first machine to use a database records its secret's fingerprint there. Every later
+    one (``masthead serve`` on another web machine, ``masthead send`` on a sending machine)
+    compares its own: a machine with another secret would mail unsubscribe links that the
+    other machines answer with 403, or refuse the links they mailed. Raises
+    :class:`~masthead.errors.SecretMismatch`; a machine that has no secret yet is refused
+    before one is made for it."""
+    from ..errors import SecretMismatch
+    from ..store import dialect_insert, settings
+
+    with store.read() as conn:
+        row = conn.execute(
+            select(settings.c.value, settings.c.set_by, settings.c.set_at).where(
+                settings.c.name == SECRET_SETTING
+            )
+        ).first()
+    has_own = bool(os.environ.get("MASTHEAD_SECRET")) or (pub.state_dir / "secret.key").exists()
+    if row is not None and not has_own:
+        raise SecretMismatch(
+            f"this machine has no signing secret, and the links in the emails of this "
+            f"database were signed with the secret of {row.set_by or 'another machine'}",
+            fix=f"copy .masthead/secret.key from that machine into {pub.state_dir}/ (mode "
+            "0600), or set MASTHEAD_SECRET to the value the other machines use",
+        )
+    mine = secret_fingerprint(secret_key(pub))
+    if row is None:
+        with store.begin() as conn:
+            conn.execute(
+                dialect_insert(conn.dialect.name, settings)
+                .values(name=SECRET_SETTING, value=mine, set_by=socket.gethostname())
+                .on_conflict_do_nothing()
+            )
+            row = conn.execute(
+                select(settings.c.value, settings.c.set_by, settings.c.set_at).where(
+                    settings.c.name == SECRET_SETTING
+                )
+            ).one()
+    if not hmac.compare_digest(row.value, mine):
+        source = "MASTHEAD_SECRET" if os.environ.get("MASTHEAD_SECRET") else "secret.key"
+        raise SecretMismatch(
+            f"this machine's signing secret ({source}) is not the one this database's links "
+            f"are signed with (first used by {row.set_by or 'another machine'} on "
+            f"{row.set_at:%Y-%m-%d})",
+            fix="give every machine the same secret: the same MASTHEAD_SECRET, or a copy of "
+            "that machine's .masthead/secret.key (docs/deploy.md, section 2)",
+        )
 
 
 _keyed: dict[bytes, hmac.HMAC] = {}

@@ -58,12 +58,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..content import load_publication
-from ..errors import MailError, SubscriberError
+from ..errors import MailError, MastheadError, SubscriberError
 from ..i18n import catalogue
 from ..model import Publication
 from ..store import LATEST, Store, consent_events, current_version, open_store, utcnow
 from ..store import subscriber_list as subs
-from ..store.tokens import check_token, token_issued
+from ..store.tokens import check_token, token_issued, verify_secret
 from .pages import button_form, page, subscribe_form
 from .ratelimit import TokenBucket
 from .writes import checkpoint_in_background, write_queue
@@ -93,6 +93,9 @@ class Endpoints:
     writes: AbstractContextManager[Any] = field(default_factory=nullcontext)
     """Held around each write transaction: on SQLite a :class:`~masthead.web.writes.
     WriteQueue`, so writers wait their turn instead of polling SQLite's busy handler."""
+    secret_checked: bool = False
+    """Whether this machine's secret was found to be the database's (see
+    :func:`masthead.store.tokens.verify_secret`)."""
 
     @property
     def words(self) -> dict[str, str]:
@@ -278,6 +281,12 @@ class Endpoints:
                 503,
                 f"database schema is at version {version}, this Masthead needs {LATEST}: {fix}",
             )
+        if not self.secret_checked:  # an instance started before `masthead db upgrade`
+            try:
+                await self._db(verify_secret, self.store, self.pub)
+            except MastheadError as exc:
+                return _probe(503, exc.message)
+            self.secret_checked = True
         if not (self.pub.site_dir / "index.html").is_file():
             return _probe(503, f"no built site in {self.pub.site_dir}: run `masthead build`")
         return _probe(200, "ready")
@@ -347,10 +356,14 @@ def create_app(
     ``background_checkpoints`` (for a server process, not a test's) moves SQLite's
     checkpoints to a thread (:mod:`masthead.web.writes`)."""
     pub = load_publication(Path(directory))
-    store = open_store(pub)
+    # A shared database older than this Masthead: serve, unready, until `masthead db upgrade`
+    store = open_store(pub, allow_behind=True)
     endpoints = Endpoints(
         pub=pub, store=store, per_ip=TokenBucket(subscribe_burst, subscribe_per_minute)
     )
+    if store.version() == LATEST:
+        verify_secret(store, pub)  # a machine with another secret refuses to start
+        endpoints.secret_checked = True
     queue = write_queue(store.engine)
     if queue is not None:
         endpoints.writes = queue

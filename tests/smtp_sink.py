@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -164,6 +165,22 @@ def start_on_a_free_port(owner) -> None:  # type: ignore[no-untyped-def]
             owner.controller.stop(no_assert=True)
             owner.port = free_port()
             owner.controller.port = owner.port
+
+
+def start_controller(make: Callable[[int], Controller], attempts: int = 5) -> Controller:
+    """``make(port)`` for a free port of 127.0.0.1, started, and returned (its ``port`` is
+    where it listens). If that port was taken between picking and binding (other tests pick
+    free ports too), a new controller from ``make`` tries another port."""
+    for attempt in range(attempts):
+        controller = make(free_port())
+        try:
+            controller.start()
+            return controller
+        except (OSError, RuntimeError):
+            if attempt == attempts - 1:
+                raise
+            controller.stop(no_assert=True)
+    raise AssertionError("unreachable")
 
 
 class _Discard(list):  # type: ignore[type-arg]

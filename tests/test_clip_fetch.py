@@ -130,7 +130,7 @@ def test_names_are_not_mistaken_for_numbers() -> None:
 
 
 def test_a_name_resolving_to_loopback_is_refused() -> None:
-    deadline = fetch_module._Deadline(5)
+    deadline = fetch_module._Deadline(30)  # ample on a loaded machine: the refusal is the test
     with pytest.raises(UnsafeAddress, match=r"localhost \(127\.0\.0\.1\)|localhost \(::1\)"):
         resolve("localhost", 80, AddressPolicy(), deadline)
 
@@ -309,7 +309,7 @@ def test_a_trickling_server_meets_the_overall_deadline(
     start = time.monotonic()
     with pytest.raises(FetchTimeout, match="gave up after 1 s"):
         fetch(server.url("/slow"), allow_private=True, timeout=1.0)
-    assert time.monotonic() - start < 5  # far below the 10 s the trickle would take
+    assert time.monotonic() - start < 9  # below the 10 s the trickle would take
 
 
 # ----------------------------------------------------------------------------------------
@@ -353,7 +353,7 @@ def test_no_thread_is_left_running_after_a_fetch(server: PageServer) -> None:
     def left() -> set[str]:
         return {t.name for t in threading.enumerate()} - before - {"masthead-dns"}
 
-    deadline = time.monotonic() + 5  # the server's and the watchdog's threads end soon after
+    deadline = time.monotonic() + 20  # the server's and the watchdog's threads end soon after
     while left() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not left()
@@ -381,8 +381,10 @@ def test_a_silent_server_meets_the_overall_deadline(
 
 
 def test_a_closed_port_is_a_clear_error() -> None:
+    # bound but never listening: a connection is refused, and no other test can take the
+    # port (and listen on it) meanwhile
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(FetchError, match=r"cannot connect to 127\.0\.0\.1"):
-        fetch(f"http://127.0.0.1:{port}/", allow_private=True)
+        with pytest.raises(FetchError, match=r"cannot connect to 127\.0\.0\.1"):
+            fetch(f"http://127.0.0.1:{port}/", allow_private=True)

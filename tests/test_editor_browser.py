@@ -8,6 +8,7 @@ drives the system Chromium (``playwright install`` is never run)."""
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
 import tomllib
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from browser import ARGS, CHROMIUM, WCAG_22_AA, missing_tool, run_axe
-from conftest import free_port, point_smtp_at
+from conftest import point_smtp_at
 from editor_kit import PASSWORD, set_password
 from masthead.store import dispose_engines
 
@@ -30,27 +31,33 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwr
 
 @pytest.fixture
 def server(demo: Path) -> Iterator[tuple[str, Path]]:
-    """``masthead serve``'s app under uvicorn in a thread, on a free port of 127.0.0.1."""
+    """``masthead serve``'s app under uvicorn in a thread, on a free port of 127.0.0.1.
+
+    The socket is bound here (port 0) and handed to uvicorn, so no other test can take the
+    port between picking it and listening on it."""
     import uvicorn
 
     from masthead.web import create_app
 
     set_password(demo)
-    config = uvicorn.Config(
-        create_app(demo), host="127.0.0.1", port=free_port(), log_level="warning"
-    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(demo), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
+        assert thread.is_alive(), "the server stopped while starting"
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{config.port}", demo
+        yield f"http://127.0.0.1:{port}", demo
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        sock.close()
         dispose_engines()
 
 
@@ -142,7 +149,7 @@ def test_make_reorder_preview_and_test_send_in_the_browser(server, browser, conf
     # The preview tab notices by itself: the contents box now starts with the long item
     preview.wait_for_function(
         "() => document.querySelector('#contents li .t').textContent === 'Flood defences'",
-        timeout=15000,
+        timeout=60000,
     )
     after = contents(preview)
     assert after[0].startswith("Flood defences p. 1–")
@@ -164,7 +171,7 @@ def test_make_reorder_preview_and_test_send_in_the_browser(server, browser, conf
         time.sleep(0.1)
     preview.wait_for_function(
         "() => document.querySelector('#contents li .t').textContent === 'Lead story'",
-        timeout=15000,
+        timeout=60000,
     )
 
     # Build, then a test email to the SMTP sink

@@ -16,7 +16,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from masthead.deliver import create_send, send_issue, smtp_settings
 from masthead.errors import SmtpError
 from sendkit import FAST_RETRIES, SLUG, add_subscribers, built_template, open_pub, wired_copy
-from smtp_sink import SinkHandler, free_port
+from smtp_sink import SinkHandler, start_controller
 
 # aiosmtpd's own AUTH code sets the attribute it deprecates (in its server thread)
 # and warns about AUTH without STARTTLS, though implicit TLS protects it here
@@ -104,20 +104,20 @@ def test_tls_and_auth(
     server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ssl.load_cert_chain(cert, key)
     handler = SinkHandler(pipelining=False)
-    port = free_port()
-    controller = TlsController(
-        handler,
-        port,
-        starttls=server_ssl if security == "starttls" else None,
-        server_ssl=server_ssl if security == "tls" else None,
+    controller = start_controller(
+        lambda port: TlsController(
+            handler,
+            port,
+            starttls=server_ssl if security == "starttls" else None,
+            server_ssl=server_ssl if security == "tls" else None,
+        )
     )
-    controller.start()
     try:
         root = wired_copy(
             template,
             tmp_path / "pub",
-            port,
-            f'security = "{security}"\nusername = "editor"\ntimeout = 5\n',
+            controller.port,
+            f'security = "{security}"\nusername = "editor"\ntimeout = 30\n',
         )
         pub, store, issue = open_pub(root)
         addresses = add_subscribers(store, 12)

@@ -207,10 +207,14 @@ def test_add_sends_one_confirmation_and_resend_sends_it_again(demo: Path, confir
 def test_unreachable_mail_server_keeps_the_subscriber_pending_and_says_how_to_retry(
     demo: Path,
 ) -> None:
-    from conftest import free_port
+    import socket
 
-    point_smtp_at(demo, free_port())
-    code, out = run("subscribers", "add", demo, "ada@example.org")
+    # bound but never listening: connecting is refused, and no other test's server can take
+    # the port meanwhile
+    with socket.socket() as nobody:
+        nobody.bind(("127.0.0.1", 0))
+        point_smtp_at(demo, nobody.getsockname()[1])
+        code, out = run("subscribers", "add", demo, "ada@example.org")
     assert code == 1
     assert "1 address(es) wait for confirmation" in out
     assert "masthead subscribers resend" in out
@@ -259,7 +263,8 @@ def test_a_refused_recipient_is_reported_and_the_others_get_their_email(
 ) -> None:
     from aiosmtpd.controller import Controller
 
-    from conftest import MailSink, free_port
+    from conftest import MailSink
+    from smtp_sink import start_controller
 
     class Refusing(MailSink):
         async def handle_RCPT(self, server, session, envelope, address, options):
@@ -269,9 +274,8 @@ def test_a_refused_recipient_is_reported_and_the_others_get_their_email(
             return "250 OK"
 
     sink = Refusing()
-    sink.port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
-    controller.start()
+    controller = start_controller(lambda port: Controller(sink, hostname="127.0.0.1", port=port))
+    sink.port = controller.port
     try:
         point_smtp_at(demo, sink.port)
         rows = "email\na@example.org\ngone@example.org\nb@example.org\n"

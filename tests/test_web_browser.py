@@ -82,6 +82,13 @@ def _axe(page) -> list[dict]:
     return run_axe(page, AXE_TAGS)
 
 
+def _follow(page, selector: str, url: str) -> None:
+    """Click the link at ``selector`` and wait until the page at ``url`` (a glob) has loaded:
+    ``click`` returns once the navigation has started, before the new page is there."""
+    page.click(selector)
+    page.wait_for_url(url)
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("path", PAGES)
 def test_axe_finds_no_wcag_violation(page, demo_url: str, path: str, scheme: str) -> None:
@@ -103,7 +110,7 @@ def test_search_finds_items_in_the_browser(page, demo_url: str) -> None:
     meta = page.inner_text("#mh-search-results .meta")
     assert meta == "Volume 3 Number 45, March 2020 · in print: pages 2–4"
     assert page.inner_text("#mh-search-results mark").lower().startswith("kingfisher")
-    page.click("#mh-search-results li a")
+    _follow(page, "#mh-search-results li a", results[0])
     assert page.inner_text("h1") == "The State of the Lower Valley River, 2019"
     assert page.dialogs == []
 
@@ -112,9 +119,9 @@ def test_site_works_from_a_local_folder(page, built_demo: Path) -> None:
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto((built_demo / "_site" / "index.html").as_uri())
-    page.click("ul.issue-list a")
+    _follow(page, "ul.issue-list a", "**/_site/2020-03/index.html")
     assert page.url.endswith("/_site/2020-03/index.html")
-    page.click("#mh-t-lead a")
+    _follow(page, "#mh-t-lead a", "**/_site/2020-03/lead/index.html")
     assert page.url.endswith("/_site/2020-03/lead/index.html")
     # the stylesheet and the image load from the folder
     assert page.evaluate("getComputedStyle(document.querySelector('.site-header')).display") == (
@@ -124,9 +131,9 @@ def test_site_works_from_a_local_folder(page, built_demo: Path) -> None:
     page.locator("figure img").scroll_into_view_if_needed()
     page.wait_for_function("document.querySelector('figure img').complete")
     assert page.evaluate("document.querySelector('figure img').naturalWidth") > 0
-    page.click('a[rel="next"]')
+    _follow(page, 'a[rel="next"]', "**/_site/2020-03/letter-to-the-council/index.html")
     assert page.inner_text("h1") == "Letter to the Town Council on the footbridge"
-    page.click("nav.site-nav >> text=About the publisher")
+    _follow(page, "nav.site-nav >> text=About the publisher", "**/_site/publisher/index.html")
     assert page.url.endswith("/_site/publisher/index.html")
     assert errors == []
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -218,13 +219,99 @@ def test_rollback_switches_to_the_previous_release(tmp_path: Path):
     assert "<title>v2" in (target / "current" / "index.html").read_text("utf-8")
     rollback(target)
     assert live(target) == made[0]
-    with pytest.raises(PublishError, match="no release older than the live one"):
+    with pytest.raises(PublishError, match="no earlier release to roll back to"):
         rollback(target)
     assert releases(target) == made  # a rollback deletes nothing
     # Publishing again after a rollback makes a new, latest release.
     small_site(pub, "v4")
     latest = publish(pub, target).release
     assert live(target) == latest == releases(target)[-1]
+
+
+@pytest.fixture(params=["folder", "ssh"])
+def publish_to(request: pytest.FixtureRequest, tmp_path: Path):
+    """``(to, disk, rsh)``: a target as a local folder, and as the same folder over ssh."""
+    disk = tmp_path / "srv" / "bulletin"
+    if request.param == "folder":
+        return str(disk), disk, None
+    return f"deploy@web1:{disk}", disk, str(request.getfixturevalue("fake_ssh"))
+
+
+def test_rollback_goes_back_along_the_history_never_to_a_release_rolled_back_from(
+    tmp_path: Path, publish_to: tuple[str, Path, str | None]
+):
+    """Review: publish v3 (bad), roll back to v2, publish v4: a second rollback went to v3
+    (the newest release older than the live one), not to v2, which was live before v4."""
+    to, disk, rsh = publish_to
+    pub = tmp_path / "pub"
+    made = {}
+    for version in ("v1", "v2", "v3"):
+        small_site(pub, version)
+        made[version] = publish(pub, to, rsh=rsh).release
+    assert rollback(to, rsh=rsh).release == made["v2"]
+    small_site(pub, "v4")
+    made["v4"] = publish(pub, to, rsh=rsh).release
+
+    again = rollback(to, rsh=rsh)
+    assert (again.previous, again.release) == (made["v4"], made["v2"])
+    assert live(disk) == made["v2"]
+    assert rollback(to, rsh=rsh).release == made["v1"]
+    with pytest.raises(PublishError, match="no earlier release to roll back to"):
+        rollback(to, rsh=rsh)
+    assert releases(disk) == sorted(made.values())  # a rollback deletes nothing
+    history = (disk / ".masthead-history").read_text("utf-8").splitlines()
+    assert [line.split()[1:] for line in history] == [
+        ["publish", made["v1"]],
+        ["publish", made["v2"]],
+        ["publish", made["v3"]],
+        ["rollback", made["v2"]],
+        ["publish", made["v4"]],
+        ["rollback", made["v2"]],
+        ["rollback", made["v1"]],
+    ]
+
+
+def test_keep_keeps_the_release_rollback_would_go_to_not_the_one_rolled_back_from(
+    tmp_path: Path, publish_to: tuple[str, Path, str | None]
+):
+    """Review: with --keep 2, v1 v2 v3 (bad), rollback to v2, then publishing v4 pruned
+    v2 (the last good one) and kept the bad v3."""
+    to, disk, rsh = publish_to
+    pub = tmp_path / "pub"
+    made = {}
+    for version in ("v1", "v2", "v3"):
+        small_site(pub, version)
+        made[version] = publish(pub, to, rsh=rsh, keep=2).release
+    rollback(to, rsh=rsh)
+    small_site(pub, "v4")
+    dry = publish(pub, to, rsh=rsh, keep=2, dry_run=True)
+    assert dry.pruned == [made["v3"]]
+    made["v4"] = publish(pub, to, rsh=rsh, keep=2).release
+
+    assert releases(disk) == [made["v2"], made["v4"]]
+    assert rollback(to, rsh=rsh).release == made["v2"]
+    assert "<title>v2" in (disk / "current" / "index.html").read_text("utf-8")
+
+
+def test_a_target_published_before_the_history_rolls_back_as_before(
+    tmp_path: Path, publish_to: tuple[str, Path, str | None]
+):
+    to, disk, rsh = publish_to
+    pub = tmp_path / "pub"
+    made = []
+    for version in ("v1", "v2", "v3"):
+        small_site(pub, version)
+        made.append(publish(pub, to, rsh=rsh).release)
+    (disk / ".masthead-history").unlink()  # as an earlier masthead left its targets
+
+    assert rollback(to, rsh=rsh).release == made[1]  # the newest release older than v3
+    (disk / ".masthead-history").unlink()
+    small_site(pub, "v4")
+    made.append(publish(pub, to, rsh=rsh).release)  # records v2, found live, then v4
+    history = (disk / ".masthead-history").read_text("utf-8").splitlines()
+    assert [line.split()[1:] for line in history] == [["found", made[1]], ["publish", made[3]]]
+    assert rollback(to, rsh=rsh).release == made[1]
+    assert rollback(to, rsh=rsh).release == made[0]  # from before the history: by id
 
 
 def test_dry_run_changes_nothing(tmp_path: Path):
@@ -269,11 +356,11 @@ def test_readers_of_current_never_see_a_missing_or_partial_page(tmp_path: Path):
     small_site(pub, "v0", big=20_000)
     publish(pub, target)
     versions = [f"v{n}" for n in range(1, 9)]
-    complete = {
-        ("<!doctype html><title>" + v + "</title>" + v * 20_000 + "\n").encode()
-        for v in ["v0", *versions]
+    page_version = {
+        ("<!doctype html><title>" + v + "</title>" + v * 20_000 + "\n").encode(): n
+        for n, v in enumerate(["v0", *versions])
     }
-    seen: list[bytes] = []
+    seen: list[int] = []
     problems: list[str] = []
     stop = threading.Event()
 
@@ -284,21 +371,33 @@ def test_readers_of_current_never_see_a_missing_or_partial_page(tmp_path: Path):
             except OSError as exc:
                 problems.append(repr(exc))
                 continue
-            if data not in complete:
-                problems.append(f"partial page of {len(data)} bytes")
-            seen.append(data)
+            if data not in page_version:
+                problems.append(f"partial or mixed page of {len(data)} bytes")
+                continue
+            seen.append(page_version[data])
+
+    def wait_for_a_read() -> None:
+        reads = len(seen) + len(problems)
+        while reader.is_alive() and len(seen) + len(problems) == reads:
+            time.sleep(0.001)
 
     reader = threading.Thread(target=read_loop)
     reader.start()
     try:
+        wait_for_a_read()  # the reader reads before the first switch and after the last
         for version in versions:
             small_site(pub, version, big=20_000)
             publish(pub, target, keep=2)
+        wait_for_a_read()
     finally:
         stop.set()
         reader.join()
     assert problems == []
-    assert seen
+    # It watched the switches: the first page it read, then newer ones, never an older one
+    # after a newer one (each read is one whole version, from one release).
+    assert seen[0] == 0 and seen[-1] == len(versions)
+    assert len(set(seen)) > 1
+    assert seen == sorted(seen)
 
 
 def test_masthead_serve_on_a_web_machine_serves_the_published_release(
@@ -428,6 +527,29 @@ def test_targets_are_read_as_rsync_reads_them():
     )  # never read as an option
 
 
+def test_refuses_a_host_that_ssh_would_read_as_an_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Review: `--to "-oProxyCommand=touch x:/srv"` passed the host to ssh as an option,
+    which ran `touch x` here."""
+    pub = small_site(tmp_path / "pub", "one")
+    monkeypatch.chdir(tmp_path)
+    for to in (
+        "-oProxyCommand=touch x:/srv",
+        "-oProxyCommand=touch x@web1:/srv",
+        "[-oProxyCommand=touch x]:/srv",
+    ):
+        with pytest.raises(PublishError, match="starts with '-': ssh and rsync would read it"):
+            parse_target(to)
+        with pytest.raises(PublishError, match="starts with '-'"):
+            rollback(to)
+    result = CliRunner().invoke(main, ["publish", str(pub), "--to", "-oProxyCommand=touch x:/srv"])
+    assert result.exit_code == 1
+    assert "the host '-oProxyCommand=touch x' starts with '-'" in result.output
+    assert "fix: give the host's name or address" in result.output
+    assert not (tmp_path / "x").exists()
+
+
 def test_publishing_never_imports_the_store(tmp_path: Path):
     pub = small_site(tmp_path / "pub", "one")
     script = (
@@ -446,8 +568,10 @@ def test_publishing_never_imports_the_store(tmp_path: Path):
 
 FAKE_SSH = """#!/bin/sh
 # A stand-in for ssh: drop its options and the host name, run the command on this machine.
+printf '%s %s\\n' "$1" "$2" >> "$(dirname "$0")/argv.log"
 while [ $# -gt 0 ]; do
   case "$1" in
+    --) shift; break ;;
     -l|-p|-o|-i) shift 2 ;;
     -*) shift ;;
     *) break ;;
@@ -505,6 +629,10 @@ def test_rsync_target_publishes_switches_and_prunes(
     log = (fake_ssh.parent / "commands.log").read_text("utf-8")
     assert f"ln -sfn releases/{second.release} current.tmp; mv -T current.tmp current" in log
     assert "'" in log  # the folder's name was quoted
+    # Review: the host goes after `--` (never read as an option); rsync passes it its way.
+    calls = (fake_ssh.parent / "argv.log").read_text("utf-8").splitlines()
+    ours = [c for c in calls if c != "-l deploy"]
+    assert ours and set(ours) == {"-- deploy@web1.example.org"}
 
     small_site(edited_demo, "third")  # (a hand-written site: the same code path)
     third = publish(edited_demo, to, rsh=str(fake_ssh), keep=2)
@@ -550,3 +678,87 @@ def test_rsync_target_through_the_command_and_masthead_rsh(
     assert unreachable.exit_code == 1
     assert "reading the target failed" in unreachable.output
     assert live(remote) == release
+
+
+def test_a_second_publish_over_ssh_is_refused_while_the_first_holds_the_target(
+    tmp_path: Path, fake_ssh: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Review: ssh targets had no lock, and a second publish's `rm -rf releases/.partial-*`
+    deleted the release the first one was writing."""
+    import masthead.publish as publishing
+
+    pub, other = small_site(tmp_path / "pub", "one"), small_site(tmp_path / "other", "other")
+    remote = tmp_path / "srv"
+    to, rsh = f"web1:{remote}", str(fake_ssh)
+    publish(pub, to, rsh=rsh)
+    small_site(pub, "two")
+    real_rsync = publishing._rsync
+    refusals: list[PublishError] = []
+
+    def rsync_then_a_second_publish(*args, **kwargs):
+        stats = real_rsync(*args, **kwargs)  # the new release is written, not yet live
+        if not refusals:
+            with pytest.raises(PublishError) as info:
+                publish(other, to, rsh=rsh)
+            refusals.append(info.value)
+        return stats
+
+    monkeypatch.setattr(publishing, "_rsync", rsync_then_a_second_publish)
+    first = publish(pub, to, rsh=rsh)
+    monkeypatch.undo()
+
+    assert live(remote) == first.release  # its release survived the second publish
+    assert "<title>two" in (remote / "current" / "index.html").read_text("utf-8")
+    refused = refusals[0]
+    lock = remote / ".masthead-publish.lock"
+    assert refused.message.startswith(
+        f"another masthead publish is writing to {to}: its lock {lock} is held by "
+    )
+    assert f" pid {os.getpid()} since " in refused.message
+    assert refused.fix and f"remove the lock: {rsh} web1 rm -r {lock}" in refused.fix
+    assert not lock.exists()  # removed at the end
+    assert not [n for n in os.listdir(remote / "releases") if n.startswith(".partial-")]
+
+
+def test_a_stale_ssh_lock_is_named_with_how_to_remove_it(tmp_path: Path, fake_ssh: Path):
+    pub = small_site(tmp_path / "pub", "one")
+    remote = tmp_path / "srv"
+    to, rsh = f"web1:{remote}", str(fake_ssh)
+    first = publish(pub, to, rsh=rsh).release
+    small_site(pub, "two")
+    # A publish killed midway: its lock and its half-written release stay behind.
+    (remote / ".masthead-publish.lock").mkdir()
+    (remote / ".masthead-publish.lock" / "owner").write_text("ed@editorial pid 4242\n", "utf-8")
+    (remote / "releases" / ".partial-x").mkdir()
+    for attempt in (lambda: publish(pub, to, rsh=rsh), lambda: rollback(to, rsh=rsh)):
+        with pytest.raises(PublishError, match="is held by ed@editorial pid 4242") as info:
+            attempt()
+    assert (remote / "releases" / ".partial-x").is_dir()  # not removed without the lock
+    assert live(remote) == first
+
+    fix = info.value.fix or ""
+    remove = fix.split("remove the lock: ", 1)[1]
+    subprocess.run(remove, shell=True, check=True)  # the command the message gives
+    assert publish(pub, to, rsh=rsh).release == live(remote) != first
+    assert not (remote / "releases" / ".partial-x").exists()
+    assert not (remote / ".masthead-publish.lock").exists()
+
+
+def test_a_failed_publish_over_ssh_removes_its_lock(tmp_path: Path, fake_ssh: Path):
+    pub = small_site(tmp_path / "pub", "one")
+    remote = tmp_path / "srv"
+    to = f"web1:{remote}"
+    first = publish(pub, to, rsh=str(fake_ssh)).release
+    small_site(pub, "two")
+    failing = fake_ssh.parent / "ssh-without-rsync"
+    failing.write_text(
+        '#!/bin/sh\ncase "$*" in *"rsync --server"*) echo "no rsync here" >&2; exit 127 ;; esac\n'
+        f'exec {fake_ssh} "$@"\n',
+        "utf-8",
+    )
+    failing.chmod(0o755)
+    with pytest.raises(PublishError, match=f"rsync to {re.escape(to)} failed"):
+        publish(pub, to, rsh=str(failing))
+    assert not (remote / ".masthead-publish.lock").exists()
+    assert live(remote) == first
+    assert publish(pub, to, rsh=str(fake_ssh)).release == live(remote) != first

@@ -26,12 +26,14 @@ from .cli import PUB_DIR, friendly_errors, main
     default=5,
     show_default=True,
     type=click.IntRange(min=1),
-    help="How many releases to keep (the live one always stays).",
+    help="How many releases to keep: the live one first, then the ones --rollback would go "
+    "back to.",
 )
 @click.option(
     "--rollback",
     is_flag=True,
-    help="Switch TARGET back to the release published before the live one; publish nothing.",
+    help="Switch TARGET back to the release that was live before the live one (never to one "
+    "rolled back from); publish nothing.",
 )
 @click.option(
     "--dry-run", is_flag=True, help="Say what would be copied and switched; change nothing."
@@ -59,7 +61,8 @@ def publish_command(
     Each publish writes a complete new release, TARGET/releases/<time>-<hash>/ (files
     unchanged since the live release are hard links to it), then switches the symlink
     TARGET/current to it in one rename: readers never see a half-published site. The
-    last --keep releases are kept. An unchanged site publishes nothing.
+    last --keep releases are kept. An unchanged site publishes nothing. Each switch is
+    recorded in TARGET/.masthead-history, which --rollback goes back along.
 
     \b
     Example: masthead publish bulletin --to /srv/bulletin

@@ -10,6 +10,8 @@ A publish target is a folder (here, or on another machine reached over ssh + rsy
       releases/<id>/           one complete copy of _site/ per publish, never changed after
       releases/.partial-<id>/  a release being written (removed by the next publish)
       filelists/<id>.json      each release's files and their SHA-256 (local targets only)
+      .masthead-history        one line per switch of current, oldest first (append-only)
+      .masthead-publish.lock/  held by a publish over ssh while it writes (removed at the end)
 
 :func:`publish` reads like the steps it takes:
 
@@ -21,7 +23,12 @@ A publish target is a folder (here, or on another machine reached over ssh + rsy
 4. switch ``current`` in one ``rename(2)`` of a new symlink over the old one, so a web
    server never sees a half-published site (a request is served from one release or the
    other);
-5. delete the releases beyond the last ``keep`` (never the live one).
+5. record the switch in ``.masthead-history``;
+6. delete the releases beyond the ``keep`` that matter most: the live one, then the ones
+   ``--rollback`` would go back to (the releases that were live before it, in turn).
+
+``--rollback`` goes back along the history: to the release that was live before the live
+one became live, never to one that was rolled back from (a known-bad release).
 
 A release id is ``<UTC time>-<12 hex digits of the content hash>``: ids sort by time, and
 the hash tells whether the live release already holds what ``_site/`` holds.
@@ -52,6 +59,8 @@ CURRENT = "current"
 RELEASES = "releases"
 FILELISTS = "filelists"
 PARTIAL = ".partial-"
+HISTORY = ".masthead-history"
+LOCK = ".masthead-publish.lock"
 DEFAULT_KEEP = 5
 RSH_ENV = "MASTHEAD_RSH"
 
@@ -228,7 +237,21 @@ def parse_target(text: str) -> LocalTarget | RemoteTarget:
         path = "./" + path  # never read as an option by the remote commands
     user = match["user"] or ""
     host = match["host"]
-    return RemoteTarget(host=user + host.strip("[]"), path=path, rsync_host=user + host)
+    target = RemoteTarget(host=user + host.strip("[]"), path=path, rsync_host=user + host)
+    _refuse_option_host(text, target)
+    return target
+
+
+def _refuse_option_host(text: str, target: RemoteTarget) -> None:
+    """A host such as ``-oProxyCommand=…`` would be read by ssh and rsync as an option
+    (and run a command here): no host name or address starts with ``-``."""
+    if target.host.startswith("-") or target.rsync_host.startswith("-"):
+        raise PublishError(
+            f"{text}: the host {target.host!r} starts with '-': ssh and rsync "
+            "would read it as an option, not a host",
+            fix="give the host's name or address, e.g. deploy@web1.example.org:/srv/bulletin "
+            f"(a local folder whose name holds a colon: ./{text})",
+        )
 
 
 def _release_hash(release: str | None) -> str | None:
@@ -257,24 +280,100 @@ def _releases(names: list[str]) -> list[str]:
     return sorted(n for n in names if _RELEASE_RE.match(n))
 
 
-def _to_prune(releases: list[str], live: str, keep: int) -> list[str]:
-    kept = set(releases[-keep:]) | {live}
+# ----------------------------------------------------------------------------------------
+# The switch history: which releases were live, in order, and where --rollback goes
+
+History = list[tuple[str, str]]
+"""The events of ``.masthead-history``, oldest first: ``(kind, release)``, where kind is
+``publish``, ``rollback`` or ``found`` (the live release of a target that had no history
+yet). ``None`` in place of a history: the target has no history file."""
+
+_EVENTS = ("publish", "rollback", "found")
+
+
+def _history_line(kind: str, release: str) -> str:
+    """One line of ``.masthead-history``: ``<UTC time> <kind> <release>``."""
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {kind} {release}"
+
+
+def _parse_history(lines: list[str]) -> History:
+    events: History = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in _EVENTS and _RELEASE_RE.match(parts[2]):
+            events.append((parts[1], parts[2]))
+    return events  # (a line that is not an event, e.g. cut short by a full disk, is skipped)
+
+
+def _new_events(history: History | None, live: str | None, kind: str, release: str) -> History:
+    """The events a switch to ``release`` appends; the first switch on a target published
+    before the history was kept records the release it found live, so it can come back."""
+    found: History = [("found", live)] if history is None and live is not None else []
+    return [*found, (kind, release)]
+
+
+def _live_stack(history: History, live: str | None) -> list[str]:
+    """The releases that were live, oldest first, without those rolled back from."""
+    stack: list[str] = []
+    for kind, release in history:
+        if kind == "rollback":
+            _return_to(stack, release)
+        else:
+            stack.append(release)
+    if live is not None and stack[-1:] != [live]:  # switched by hand, or its line was lost
+        if live in stack:
+            _return_to(stack, live)
+        else:
+            stack.append(live)
+    return stack
+
+
+def _return_to(stack: list[str], release: str) -> None:
+    while stack and stack[-1] != release:
+        stack.pop()
+    if not stack:  # back to a release from before the history
+        stack.append(release)
+
+
+def _rollback_path(releases: list[str], live: str | None, history: History | None) -> list[str]:
+    """The live release, then each release ``--rollback`` would go back to in turn: the
+    ones that were live before it, then (before the history began) older ones by id."""
+    if live is None:
+        return []
+    if history is None:  # a target published before the history was kept
+        return [live, *reversed([r for r in releases if r < live])]
+    kept = set(releases)
+    stack = [r for r in _live_stack(history, live) if r in kept]
+    recorded = {r for _, r in history} | set(stack)
+    older = [r for r in releases if r < stack[0] and r not in recorded]
+    return [*reversed(stack), *reversed(older)]
+
+
+def _to_prune(releases: list[str], live: str, keep: int, history: History | None) -> list[str]:
+    """The releases beyond the ``keep`` that matter most: the live one, the ones
+    ``--rollback`` would go back to, then the others (rolled back from) newest first."""
+    path = _rollback_path(releases, live, history)
+    others = sorted((r for r in releases if r not in path), reverse=True)
+    kept = set([*path, *others][:keep])
     return [r for r in releases if r not in kept]
 
 
-def _previous(releases: list[str], live: str | None, target: object) -> str:
-    earlier = [r for r in releases if live is None or r < live]
+def _previous(
+    releases: list[str], live: str | None, history: History | None, target: object
+) -> str:
     if live is None:
         raise PublishError(
             f"{target} has no live release to roll back from",
             fix="publish first: masthead publish DIR --to TARGET",
         )
-    if not earlier:
+    path = _rollback_path(releases, live, history)
+    if len(path) < 2:
         raise PublishError(
-            f"{target}: no release older than the live one ({live}) is kept",
+            f"{target}: no earlier release to roll back to: none of the releases that were "
+            f"live before the live one ({live}) is kept",
             fix="nothing to roll back to; publish the version you want instead",
         )
-    return earlier[-1]
+    return path[1]
 
 
 def _check_keep(keep: int) -> None:
@@ -354,22 +453,19 @@ def _publish_local(
     with _locked(root, create=not dry_run):
         releases = _releases(_listdir(root / RELEASES))
         live = _local_live(root)
-        report = PublishReport(target=str(root), release=live or "", previous=live)
-        report.files, report.bytes_total = len(site.files), site.size
-        if live is not None and _release_hash(live) == site.short_hash:
-            report.noop = True
+        report = _start_report(site, str(root), live)
+        if report.noop:
             return report
         release = new_release_id(site.short_hash, releases)
         report.release, report.dry_run = release, dry_run
+        history = _read_local_history(root)
+        events = _new_events(history, live, "publish", release)
         previous = _load_filelist(root, live) if live else {}
         if dry_run:
-            for f in site.files:
-                if _linkable(root, live, previous, f) is None:
-                    report.copied += 1
-                    report.bytes_copied += f.size
-                else:
-                    report.linked += 1
-            report.pruned = _to_prune([*releases, release], release, keep)
+            _count_local(site, root, live, previous, report)
+            report.pruned = _to_prune(
+                [*releases, release], release, keep, [*(history or []), *events]
+            )
             return report
         _sweep_partials(root)
         partial = root / RELEASES / f"{PARTIAL}{release}"
@@ -382,8 +478,34 @@ def _publish_local(
             shutil.rmtree(partial, ignore_errors=True)  # (if killed: the next publish does)
             raise
         switch_current(root, release)
-        report.pruned = _prune_local(root, release, keep)
+        _append_local_history(root, events)
+        report.pruned = _prune_local(root, release, keep, [*(history or []), *events])
         return report
+
+
+def _start_report(site: Site, target: str, live: str | None) -> PublishReport:
+    """The report of a publish before it writes anything: a no-op when the live release
+    already holds the site."""
+    report = PublishReport(target=target, release=live or "", previous=live)
+    report.files, report.bytes_total = len(site.files), site.size
+    report.noop = live is not None and _release_hash(live) == site.short_hash
+    return report
+
+
+def _count_local(
+    site: Site,
+    root: Path,
+    live: str | None,
+    previous: dict[str, tuple[int, str]],
+    report: PublishReport,
+) -> None:
+    """What a dry run would copy and hard-link."""
+    for f in site.files:
+        if _linkable(root, live, previous, f) is None:
+            report.copied += 1
+            report.bytes_copied += f.size
+        else:
+            report.linked += 1
 
 
 def _check_local_target(root: Path) -> None:
@@ -571,8 +693,8 @@ def switch_current(root: Path, release: str) -> None:
         os.close(fd)
 
 
-def _prune_local(root: Path, live: str, keep: int) -> list[str]:
-    doomed = _to_prune(_releases(_listdir(root / RELEASES)), live, keep)
+def _prune_local(root: Path, live: str, keep: int, history: History) -> list[str]:
+    doomed = _to_prune(_releases(_listdir(root / RELEASES)), live, keep, history)
     for release in doomed:
         shutil.rmtree(root / RELEASES / release, ignore_errors=True)
         (root / FILELISTS / f"{release}.json").unlink(missing_ok=True)
@@ -581,6 +703,24 @@ def _prune_local(root: Path, live: str, keep: int) -> list[str]:
         if name.endswith(".json") and name[:-5] not in kept:
             (root / FILELISTS / name).unlink(missing_ok=True)
     return doomed
+
+
+def _read_local_history(root: Path) -> History | None:
+    try:
+        return _parse_history((root / HISTORY).read_text("utf-8").splitlines())
+    except FileNotFoundError:
+        return None
+
+
+def _append_local_history(root: Path, events: History) -> None:
+    """Append the switch just made (one write, then to disk: the next rollback reads it)."""
+    text = "".join(_history_line(kind, release) + "\n" for kind, release in events)
+    fd = os.open(root / HISTORY, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _sweep_partials(root: Path) -> None:
@@ -601,12 +741,14 @@ def _rollback_local(target: LocalTarget, *, dry_run: bool) -> PublishReport:
         )
     with _locked(root, create=False):
         live = _local_live(root)
-        earlier = _previous(_releases(_listdir(root / RELEASES)), live, root)
+        history = _read_local_history(root)
+        earlier = _previous(_releases(_listdir(root / RELEASES)), live, history, root)
         report = PublishReport(
             target=str(root), release=earlier, previous=live, rolled_back=True, dry_run=dry_run
         )
         if not dry_run:
             switch_current(root, earlier)
+            _append_local_history(root, _new_events(history, live, "rollback", earlier))
         return report
 
 
@@ -619,11 +761,14 @@ class _RemoteState:
     state: str  # missing | empty | marked | foreign
     live: str | None
     releases: list[str]
+    history: History | None = None
+    locked_by: str | None = None
+    """Who holds the target's lock, when a lock script found it taken."""
 
 
 def _remote_shell(rsh: str, target: RemoteTarget, script: str, what: str) -> str:
-    """Run a shell script on the target's host (``rsh host script``); its output."""
-    argv = [*shlex.split(rsh), target.host, script]
+    """Run a shell script on the target's host (``rsh -- host script``); its output."""
+    argv = [*shlex.split(rsh), "--", target.host, script]  # (the host is never an option)
     try:
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
     except FileNotFoundError:
@@ -641,44 +786,141 @@ def _remote_shell(rsh: str, target: RemoteTarget, script: str, what: str) -> str
     return done.stdout
 
 
-def _probe_remote(rsh: str, target: RemoteTarget) -> _RemoteState:
-    p = shlex.quote(target.path)
-    script = (
-        f"if [ ! -e {p} ]; then echo state=missing; exit 0; fi; "
-        f"cd {p} || exit 1; "
+def _state_lines() -> str:
+    """Shell that prints the target's state (run in the target folder): one key=value a
+    line, read by :func:`_read_state`."""
+    return (
         f"if [ -f {MARKER} ]; then echo state=marked; "
         'elif [ -z "$(ls -A)" ]; then echo state=empty; exit 0; '
         "else echo state=foreign; exit 0; fi; "
         f"if [ -e {CURRENT} ] && [ ! -L {CURRENT} ]; then echo state=current-not-link; fi; "
         f'echo "live=$(readlink {CURRENT} 2>/dev/null)"; '
-        f"ls -1A {RELEASES} 2>/dev/null | sed 's/^/release=/'"
+        f"ls -1A {RELEASES} 2>/dev/null | sed 's/^/release=/'; "
+        f"if [ -f {HISTORY} ]; then echo history-file=yes; sed 's/^/history=/' {HISTORY}; fi"
     )
-    state, live, names = "missing", None, []
-    for line in _remote_shell(rsh, target, script, "reading the target").splitlines():
+
+
+def _read_state(output: str, target: RemoteTarget) -> _RemoteState:
+    fields: dict[str, list[str]] = {}
+    for line in output.splitlines():
         key, _, value = line.partition("=")
-        if key == "state":
-            state = value
-        elif key == "live" and value:
-            live = Path(value).name
-        elif key == "release":
-            names.append(value)
-    releases = _releases(names)
-    if live not in releases:
-        live = None
-    if state == "foreign":
+        fields.setdefault(key, []).append(value)
+    releases = _releases(fields.get("release", []))
+    live = Path(fields.get("live", [""])[-1]).name or None
+    history = _parse_history(fields.get("history", [])) if "history-file" in fields else None
+    remote = _RemoteState(
+        state=fields.get("state", ["missing"])[-1],
+        live=live if live in releases else None,
+        releases=releases,
+        history=history,
+        locked_by=fields["locked"][-1] if "locked" in fields else None,
+    )
+    _refuse_remote_state(remote, target)
+    return remote
+
+
+def _refuse_remote_state(remote: _RemoteState, target: RemoteTarget) -> None:
+    if remote.state == "foreign":
         raise PublishError(
             f"{target} is not a masthead publish target (no {MARKER}) and is not empty",
             fix="publish to a new or empty folder on that host",
         )
-    if state == "current-not-link":
+    if remote.state == "current-not-link":
         raise PublishError(
             f"{target}/{CURRENT} is a real folder, not the symlink masthead publish switches",
             fix=f"move it away on the host (e.g. into {RELEASES}/), then publish again",
         )
-    return _RemoteState(state=state, live=live, releases=releases)
 
 
-def _switch_script(target: RemoteTarget, release: str, *, from_partial: bool) -> str:
+def _probe_remote(rsh: str, target: RemoteTarget) -> _RemoteState:
+    p = shlex.quote(target.path)
+    script = f"if [ ! -e {p} ]; then echo state=missing; exit 0; fi; cd {p} || exit 1; "
+    return _read_state(
+        _remote_shell(rsh, target, script + _state_lines(), "reading the target"), target
+    )
+
+
+# The lock of a remote target is a folder: mkdir(2) either makes it or fails, atomically,
+# with POSIX sh and coreutils only. Its file ``owner`` says who holds it and since when.
+
+
+def _lock_owner() -> str:
+    import getpass
+    import secrets
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name (a container without a passwd entry)
+        user = str(os.getuid())
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return f"{user}@{socket.gethostname()} pid {os.getpid()} since {since} ({secrets.token_hex(4)})"
+
+
+def _lock_script(target: RemoteTarget, owner: str, *, prepare: bool) -> str:
+    """Take the lock (or print who holds it), then, for a publish, mark the target and
+    remove the partial releases of publishes that died: only once the lock is held, as
+    no other publish can be writing one then. Prints the state read under the lock."""
+    p, lock = shlex.quote(target.path), LOCK
+    steps = ["set -e", f"mkdir -p {p}" if prepare else ":", f"cd {p}"]
+    steps.append(
+        f'if ! mkdir {lock} 2>/dev/null; then echo "locked=$(cat {lock}/owner 2>/dev/null)"; '
+        "exit 0; fi"
+    )
+    steps.append(f"trap 'rm -rf {lock}' EXIT")  # a failure below releases the lock
+    steps.append(f"printf '%s\\n' {shlex.quote(owner)} > {lock}/owner")
+    if prepare:
+        steps.append(f"[ -f {MARKER} ] || printf '%s' {shlex.quote(_MARKER_TEXT)} > {MARKER}")
+        steps.append(f"mkdir -p {RELEASES}; rm -rf {RELEASES}/{PARTIAL}*")
+    steps.append(_state_lines())
+    steps.append("trap - EXIT")
+    return "; ".join(steps)
+
+
+def _unlock_script(target: RemoteTarget, owner: str) -> str:
+    """Remove the lock if it is still ours (never another publish's)."""
+    lock = LOCK
+    return (
+        f"cd {shlex.quote(target.path)} && "
+        f'if [ "$(cat {lock}/owner 2>/dev/null)" = {shlex.quote(owner)} ]; '
+        f"then rm -rf {lock}; fi"
+    )
+
+
+@contextlib.contextmanager
+def _remote_lock(rsh: str, target: RemoteTarget, *, prepare: bool) -> Iterator[_RemoteState]:
+    """Hold the target's lock on its host: one publish or rollback at a time. Yields the
+    target's state, read under the lock. The lock is removed at the end, also on failure."""
+    owner = _lock_owner()
+    script = _lock_script(target, owner, prepare=prepare)
+    output = _remote_shell(rsh, target, script, "locking the target")
+    unlock = _unlock_script(target, owner)
+    try:
+        remote = _read_state(output, target)
+        _refuse_locked(remote, target, rsh)
+        yield remote
+    except BaseException:
+        with contextlib.suppress(PublishError):  # (the first failure is the one to report)
+            _remote_shell(rsh, target, unlock, "unlocking the target")
+        raise
+    _remote_shell(rsh, target, unlock, "unlocking the target")
+
+
+def _refuse_locked(remote: _RemoteState, target: RemoteTarget, rsh: str) -> None:
+    if remote.locked_by is None:
+        return
+    lock = f"{target.path.rstrip('/')}/{LOCK}"
+    raise PublishError(
+        f"another masthead publish is writing to {target}: its lock {lock} is held by "
+        f"{remote.locked_by or 'an unknown publish'}",
+        fix="wait for it to finish, then run this command again; if no publish is running "
+        f"(one was killed), remove the lock: {rsh} {target.host} rm -r {shlex.quote(lock)}",
+    )
+
+
+def _switch_script(
+    target: RemoteTarget, release: str, events: History, *, from_partial: bool
+) -> str:
     p, rel = shlex.quote(target.path), shlex.quote(f"{RELEASES}/{release}")
     steps = ["set -e", f"cd {p}"]
     if from_partial:
@@ -686,6 +928,8 @@ def _switch_script(target: RemoteTarget, release: str, *, from_partial: bool) ->
     # ln -sfn makes the new link beside the live one; mv -T is rename(2): the switch.
     steps.append(f"ln -sfn {rel} {CURRENT}.tmp")
     steps.append(f"mv -T {CURRENT}.tmp {CURRENT}")
+    lines = " ".join(shlex.quote(_history_line(kind, r)) for kind, r in events)
+    steps.append(f"printf '%s\\n' {lines} >> {HISTORY}")
     return "; ".join(steps)
 
 
@@ -693,36 +937,52 @@ def _publish_remote(
     site: Site, target: RemoteTarget, *, keep: int, dry_run: bool, rsh: str
 ) -> PublishReport:
     remote = _probe_remote(rsh, target)
-    report = PublishReport(target=str(target), release=remote.live or "", previous=remote.live)
-    report.files, report.bytes_total = len(site.files), site.size
-    if remote.live is not None and _release_hash(remote.live) == site.short_hash:
-        report.noop = True
-        return report
+    unchanged = _start_report(site, str(target), remote.live)
+    if unchanged.noop:
+        return unchanged
+    if dry_run:
+        return _dry_run_remote(site, target, remote, keep=keep, rsh=rsh)
+    with _remote_lock(rsh, target, prepare=True) as remote:
+        report = _start_report(site, str(target), remote.live)
+        if report.noop:  # (another publish put this site live meanwhile)
+            return report
+        release = new_release_id(site.short_hash, remote.releases)
+        events = _new_events(remote.history, remote.live, "publish", release)
+        history = [*(remote.history or []), *events]
+        report.release = release
+        report.pruned = _to_prune([*remote.releases, release], release, keep, history)
+        _count_rsync(report, _rsync(site, target, release, remote.live, rsh=rsh, dry_run=False))
+        script = _switch_script(target, release, events, from_partial=True)
+        _remote_shell(rsh, target, script, "the switch")
+        if report.pruned:
+            doomed = " ".join(shlex.quote(f"{RELEASES}/{r}") for r in report.pruned)
+            p = shlex.quote(target.path)
+            _remote_shell(rsh, target, f"cd {p} && rm -rf {doomed}", "pruning old releases")
+    return report
+
+
+def _dry_run_remote(
+    site: Site, target: RemoteTarget, remote: _RemoteState, *, keep: int, rsh: str
+) -> PublishReport:
+    """What a publish would do; changes nothing on the host and takes no lock."""
+    report = _start_report(site, str(target), remote.live)
     release = new_release_id(site.short_hash, remote.releases)
-    report.release, report.dry_run = release, dry_run
-    report.pruned = _to_prune([*remote.releases, release], release, keep)
-    p = shlex.quote(target.path)
-    if not dry_run:
-        prepare = (
-            f"set -e; mkdir -p {p}; cd {p}; "
-            f"[ -f {MARKER} ] || printf '%s' {shlex.quote(_MARKER_TEXT)} > {MARKER}; "
-            f"mkdir -p {RELEASES}; rm -rf {RELEASES}/{PARTIAL}*"
-        )
-        _remote_shell(rsh, target, prepare, "preparing the target")
-    if dry_run and remote.live is None:  # a new target: every file would be copied
+    events = _new_events(remote.history, remote.live, "publish", release)
+    report.release, report.dry_run = release, True
+    report.pruned = _to_prune(
+        [*remote.releases, release], release, keep, [*(remote.history or []), *events]
+    )
+    if remote.live is None:  # a new target: every file would be copied
         report.copied, report.bytes_copied = report.files, report.bytes_total
         return report
-    stats = _rsync(site, target, release, remote.live, rsh=rsh, dry_run=dry_run)
+    _count_rsync(report, _rsync(site, target, release, remote.live, rsh=rsh, dry_run=True))
+    return report
+
+
+def _count_rsync(report: PublishReport, stats: dict[str, int]) -> None:
     report.copied = stats.get("transferred", 0)
     report.linked = max(0, report.files - report.copied)
     report.bytes_copied = stats.get("bytes", 0)
-    if dry_run:
-        return report
-    _remote_shell(rsh, target, _switch_script(target, release, from_partial=True), "the switch")
-    if report.pruned:
-        doomed = " ".join(shlex.quote(f"{RELEASES}/{r}") for r in report.pruned)
-        _remote_shell(rsh, target, f"cd {p} && rm -rf {doomed}", "pruning old releases")
-    return report
 
 
 def _rsync(
@@ -730,9 +990,11 @@ def _rsync(
 ) -> dict[str, int]:
     """rsync the site into ``releases/.partial-<release>/``, hard-linking what the live
     release already holds (``--link-dest`` is relative to the destination folder)."""
-    # -a without -t, and --checksum: a rebuild gives unchanged pages new modification times,
-    # and rsync hard-links (--link-dest) only files whose preserved attributes all match;
-    # compared by content, as a local target does, unchanged files stay hard links.
+    # -rlpD is -a without -t, -g, -o. Without -t, and with --checksum: a rebuild gives
+    # unchanged pages new modification times, and rsync hard-links (--link-dest) only files
+    # whose preserved attributes all match; compared by content, as a local target does,
+    # unchanged files stay hard links. Without -g -o: the files belong to the deploy user.
+    # -D (devices, special files) is kept from -a; a built site holds neither.
     argv = ["rsync", "-rlpD", "--checksum", "--delete", "--stats", "-e", rsh]
     if live is not None:
         argv.append(f"--link-dest=../{live}")
@@ -771,23 +1033,31 @@ def _rsync_stats(output: str) -> dict[str, int]:
 
 def _rollback_remote(target: RemoteTarget, *, dry_run: bool, rsh: str) -> PublishReport:
     remote = _probe_remote(rsh, target)
+    _require_marked(remote, target)
+    if dry_run:
+        return _rollback_report(target, remote, dry_run=True)
+    with _remote_lock(rsh, target, prepare=False) as remote:
+        _require_marked(remote, target)
+        report = _rollback_report(target, remote, dry_run=False)
+        events = _new_events(remote.history, remote.live, "rollback", report.release)
+        script = _switch_script(target, report.release, events, from_partial=False)
+        _remote_shell(rsh, target, script, "the switch")
+    return report
+
+
+def _require_marked(remote: _RemoteState, target: RemoteTarget) -> None:
     if remote.state != "marked":
         raise PublishError(
             f"{target} is not a masthead publish target (no {MARKER})",
             fix="give the target you published to with `masthead publish DIR --to …`",
         )
-    earlier = _previous(remote.releases, remote.live, target)
-    report = PublishReport(
-        target=str(target),
-        release=earlier,
-        previous=remote.live,
-        rolled_back=True,
-        dry_run=dry_run,
+
+
+def _rollback_report(target: RemoteTarget, remote: _RemoteState, *, dry_run: bool) -> PublishReport:
+    earlier = _previous(remote.releases, remote.live, remote.history, target)
+    return PublishReport(
+        target=str(target), release=earlier, previous=remote.live, rolled_back=True, dry_run=dry_run
     )
-    if not dry_run:
-        script = _switch_script(target, earlier, from_partial=False)
-        _remote_shell(rsh, target, script, "the switch")
-    return report
 
 
 __all__ = [

@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from ..errors import MastheadError, RecipientError, SmtpError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from ..errors import MastheadError, RecipientError, SendError, SmtpError, StoreError
 from ..model import Publication
 from ..render.email.message import MessageTemplate, Recipient
 from ..store import Store, utcnow
@@ -66,6 +68,13 @@ class SendPolicy:
     """After this many seconds since the send was created, a 4xx answer fails the row."""
     commit_every: float = 0.1
     """Seconds between writes of the answers (what a kill can leave unrecorded)."""
+    db_patience: float = 60.0
+    """Seconds a failing database call is tried again (a restart, a lost connection) before
+    the run stops; no message goes out meanwhile. At most half the lease, so a worker that
+    waits out an outage still holds its claims."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "db_patience", min(self.db_patience, self.lease / 2))
 
 
 @dataclass
@@ -79,6 +88,8 @@ class RunStats:
     suppressed: int = 0
     retried: int = 0
     recovered: int = 0
+    unrecorded: int = 0
+    """Answers that could not be written to the database (it failed)."""
     paused: bool = False
     interrupted: bool = False
     """Stopped by SIGINT/SIGTERM: the messages in flight were finished and recorded."""
@@ -108,12 +119,23 @@ class _Jobs:
             if job is None:
                 self.finished = True
                 raise StopAsyncIteration
-            if self._domain_admits(job):
+            if self.s.stopping:  # interrupted or failed: what is queued goes back at once
+                self.s.add_result(Result(job[0], "release", None, "send stopped"))
+                continue
+            if not self._domain_admits(job):
+                continue
+            try:
                 await self.s.slot()
-                return job
+                await self.s.database_answers()
+            except MastheadError as exc:  # the shared rate limit's database is gone
+                self.s.fail(exc)
+            if self.s.stopping:
+                self.s.add_result(Result(job[0], "release", None, "send stopped"))
+                continue
+            return job
 
     def next_nowait(self) -> tuple[Any, ...] | None:
-        while not self.finished and self.s.slot_now():
+        while not self.finished and not self.s.stopping and self.s.slot_now():
             try:
                 job = self.s.queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -183,13 +205,55 @@ class Sender:
         self.msgid_parts = outbox.message_id_parts(issue_slug, nonce, domain.rpartition("@")[2])
         self.created_at = outbox.send_created_at(store, issue_slug)
         self._db = ThreadPoolExecutor(1, thread_name_prefix="masthead-db")
+        self._db_answers = asyncio.Event()
+        self._db_answers.set()
+        self._db_failed = False
         self._results_ready = asyncio.Event()
         self._stop = False
 
     # -- plumbing ------------------------------------------------------------------------
 
+    @property
+    def stopping(self) -> bool:
+        """Whether this run hands out no more messages (interrupted, or a fatal error)."""
+        return self.fatal is not None or self.stats.interrupted
+
     async def db(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+        """Run ``fn(*args)`` (a database call) on the database thread. A lost connection, a
+        database that is restarting, a deadlock or SQLite's busy lock is tried again, with
+        back-off, for up to :attr:`SendPolicy.db_patience` seconds; meanwhile no message is
+        handed to a connection (what is sent must be recorded). Every call here can be run
+        twice: claims, answers and leases only touch rows still claimed by this sender.
+        Past that patience, or on any other error, raises :class:`~masthead.errors.
+        StoreError`."""
+        loop = asyncio.get_running_loop()
+        delay = 0.05
+        deadline = time.monotonic() + self.policy.db_patience
+        while True:
+            if self._db_failed:
+                raise StoreError("the database is unavailable (see the first error)")
+            try:
+                result = await loop.run_in_executor(self._db, fn, *args)
+            except DBAPIError as exc:
+                if not _transient(exc) or time.monotonic() + delay > deadline:
+                    self._db_failed = True
+                    self._db_answers.set()  # wake the waiting connections: they stop
+                    raise StoreError(
+                        f"the database failed ({_first_line(exc)})",
+                        fix="check that the database server is up and reachable, then run "
+                        "the same command again: it carries on where the outbox stands",
+                    ) from exc
+                self._db_answers.clear()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self._db_answers.set()
+            return result
+
+    async def database_answers(self) -> None:
+        """Wait while database calls are failing and being tried again."""
+        if not self._db_answers.is_set():
+            await self._db_answers.wait()
 
     # -- the shared rate limit ------------------------------------------------------------
 
@@ -271,6 +335,8 @@ class Sender:
             workers = [asyncio.create_task(self._worker(n)) for n in range(self.policy.concurrency)]
             try:
                 await self._producer()
+            except MastheadError as exc:
+                self.fail(exc)
             finally:
                 for _ in workers:
                     await self.queue.put(None)
@@ -283,6 +349,11 @@ class Sender:
             self._db.shutdown(wait=True)
         self.stats.seconds = time.perf_counter() - started
         if self.fatal is not None:
+            if self.stats.unrecorded:
+                self.fatal.message += (
+                    f"; {self.stats.unrecorded:,} answers of this run could not be recorded: "
+                    "when the send carries on, those messages may be sent again"
+                )
             raise self.fatal
         return self.stats
 
@@ -315,7 +386,13 @@ class Sender:
                     # rows another sender holds: wait for them (and take them over if it dies)
                     if not await self.db(outbox.count_sending, self.store, self.slug):
                         return
-                    taken = await self.db(outbox.recover, self.store, self.slug)
+                    # Nothing is in flight here, so rows still marked with this sender's own
+                    # claim are orphans (a claim whose commit reply was lost): back with them.
+                    taken = await self.db(
+                        functools.partial(outbox.recover, orphans_of=self.me),
+                        self.store,
+                        self.slug,
+                    )
                     self.stats.recovered += taken
                     if taken and self.progress is not None:
                         self.progress(self.stats)
@@ -326,7 +403,7 @@ class Sender:
                 continue
             for row in rows:
                 self.in_flight += 1
-                if self.fatal is not None:
+                if self.stopping:
                     self.add_result(Result(row, "release", None, "send stopped"))
                     continue
                 job = self._job(row)
@@ -354,6 +431,13 @@ class Sender:
 
     async def _worker(self, n: int) -> None:
         jobs = _Jobs(self)
+        try:
+            await self._connection_loop(jobs)
+        except Exception as exc:  # a bug must not strand the queue: the others drain it
+            self.fail(SendError(f"a sending connection failed: {exc!r}"))
+            await self._drain(jobs)
+
+    async def _connection_loop(self, jobs: _Jobs) -> None:
         failures = 0
         while not jobs.finished:
             conn = SmtpConnection(self.settings)
@@ -362,7 +446,7 @@ class Sender:
             except SmtpError as exc:
                 failures += 1
                 if failures >= 5 or (self.stats.sent == 0 and failures >= 2):
-                    self._fail(exc)
+                    self.fail(exc)
                     await self._drain(jobs)
                     return
                 await asyncio.sleep(min(2**failures, 30) * 0.25)
@@ -392,7 +476,8 @@ class Sender:
                     return
             self.add_result(Result(job[0], "release", None, "send stopped"))
 
-    def _fail(self, exc: MastheadError) -> None:
+    def fail(self, exc: MastheadError) -> None:
+        """End the run with ``exc``: no more claims, what is queued goes back."""
         if self.fatal is None:
             self.fatal = exc
 
@@ -416,7 +501,7 @@ class Sender:
                 self.add_result(Result(row, "retry", o.code, f"{o.at}: {o.message}", None, at))
         elif o.at == "MAIL":  # the server refuses the sender: not the reader's fault
             self.add_result(Result(row, "release", o.code, o.message))
-            self._fail(
+            self.fail(
                 SmtpError(
                     f"the mail server refuses the sender: {o.code} {o.message}",
                     fix="check [email] from and the [smtp] account's right to send as it",
@@ -437,12 +522,19 @@ class Sender:
                 await asyncio.wait_for(self._results_ready.wait(), self.policy.commit_every)
             self._results_ready.clear()
             batch, self.results = self.results, []
-            if batch:
-                await self.db(outbox.record, self.store, self.me, batch, self.msgid_parts)
-                self._count(batch)
-            if time.monotonic() - last_renew > self.policy.lease / 5:
-                await self.db(outbox.renew_lease, self.store, self.me, self.policy.lease)
-                last_renew = time.monotonic()
+            try:
+                if batch:
+                    await self.db(outbox.record, self.store, self.me, batch, self.msgid_parts)
+                if time.monotonic() - last_renew > self.policy.lease / 5:
+                    await self.db(outbox.renew_lease, self.store, self.me, self.policy.lease)
+                    last_renew = time.monotonic()
+            except MastheadError as exc:
+                # Unrecorded answers: their rows stay claimed by this sender and come back
+                # when its process is gone (or its lease has run out); the sent ones among
+                # them may then arrive twice, as any message in flight at a crash.
+                self.fail(exc)
+                self.stats.unrecorded += len(batch)
+            self._count(batch)
             if self.progress is not None:
                 self.progress(self.stats)
             if self._stop and not self.results:
@@ -462,3 +554,15 @@ class Sender:
             elif r.state == "retry":
                 s.retried += 1
             self.in_flight -= 1
+
+
+def _transient(exc: DBAPIError) -> bool:
+    """A database error worth trying again: a lost or refused connection, a server shutting
+    down or in recovery, a deadlock or serialisation failure (PostgreSQL's
+    ``TransactionRollbackError`` is an ``OperationalError``), SQLite's busy lock."""
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+
+
+def _first_line(exc: DBAPIError) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0][:200]

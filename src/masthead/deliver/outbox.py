@@ -183,18 +183,20 @@ def book_slots(store: Store, name: str, n: int, interval: float) -> tuple[float,
     import time
 
     with store.begin() as conn:
+        conn.execute(
+            _insert(store, rate_limits).values(name=name, next_at=0.0).on_conflict_do_nothing()
+        )
+        next_at = conn.execute(
+            select(rate_limits.c.next_at).where(rate_limits.c.name == name).with_for_update()
+        ).scalar_one()
+        # The clock is read once the row is ours: a sender that waited for another's booking
+        # must not book from the time before it waited (its slots would overlap the other's).
         if conn.dialect.name == "postgresql":
             now = float(
                 conn.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one()
             )
         else:
             now = time.time()
-        conn.execute(
-            _insert(store, rate_limits).values(name=name, next_at=now).on_conflict_do_nothing()
-        )
-        next_at = conn.execute(
-            select(rate_limits.c.next_at).where(rate_limits.c.name == name).with_for_update()
-        ).scalar_one()
         first = max(float(next_at), now)
         conn.execute(
             update(rate_limits)
@@ -262,6 +264,16 @@ def mark_finished(store: Store, issue_slug: str) -> None:
         )
 
 
+def db_now(conn: Connection) -> datetime:
+    """Now on the database's clock (PostgreSQL's ``clock_timestamp()``), which every machine
+    of a shared database agrees on: leases are set and compared with it, so a machine whose
+    clock runs ahead never takes over the live claims of another. On SQLite, one machine's
+    file, it is this machine's clock."""
+    if conn.dialect.name == "postgresql":
+        return conn.execute(select(func.clock_timestamp())).scalar_one()
+    return utcnow()
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -272,14 +284,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def recover(store: Store, issue_slug: str, *, resend_unknown: bool = False) -> int:
+def recover(
+    store: Store, issue_slug: str, *, resend_unknown: bool = False, orphans_of: str = ""
+) -> int:
     """Put back to ``pending`` the rows left in ``sending`` by a sender that is gone (a
     process of this host that no longer runs, or any sender whose lease ran out), and, with
-    ``resend_unknown``, the ``unknown`` rows. Returns how many rows were put back: their
+    ``resend_unknown``, the ``unknown`` rows. ``orphans_of``: a sender with nothing in flight
+    whose own rows are to come back too. Returns how many rows were put back: their
     messages may have been delivered already (they were in flight)."""
-    now = utcnow()
     host = this_machine()
     with store.begin() as conn:
+        now = db_now(conn)
         claimers = conn.execute(
             select(outbox.c.claimed_by)
             .where(outbox.c.issue_slug == issue_slug, outbox.c.state == "sending")
@@ -300,7 +315,7 @@ def recover(store: Store, issue_slug: str, *, resend_unknown: bool = False) -> i
             outbox.c.state == "sending",
             or_(
                 outbox.c.lease_until < now,
-                outbox.c.claimed_by.in_([d for d in dead if d is not None]),
+                outbox.c.claimed_by.in_([d for d in dead if d is not None] + [orphans_of]),
                 outbox.c.claimed_by.is_(None),
             ),
         )
@@ -365,13 +380,13 @@ def claim(
     PostgreSQL they stay in the pending index until vacuum: at a million rows, walking them
     made each claim slower than the last). Only when those run short does the claim look
     from the start, for retries and rows given back or taken over."""
-    now = utcnow()
     with _sender_transaction(store) as conn:
         paused = conn.execute(
             select(sends.c.paused).where(sends.c.issue_slug == issue_slug)
         ).scalar()
         if paused:
             return None
+        now = db_now(conn)
         until = now + timedelta(seconds=lease)
         rows = _claim_due(conn, issue_slug, me, n, until, now, after)
         if len(rows) < n and after > 0:
@@ -418,11 +433,17 @@ def _claim_due(
         .limit(n)
     )
     if conn.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
+        # A MATERIALIZED CTE runs once. Under ``id IN (subquery)`` the planner may run a
+        # LIMIT … SKIP LOCKED subquery more than once (rechecking a join), each run finding
+        # other unlocked rows, and so claim more than ``n``.
+        locked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+        chosen = outbox.c.id.in_(select(locked.c.id))
+    else:
+        chosen = outbox.c.id.in_(due.scalar_subquery())
     return list(
         conn.execute(
             update(outbox)
-            .where(outbox.c.id.in_(due.scalar_subquery()))
+            .where(chosen)
             .values(state="sending", claimed_by=me, lease_until=until)
             .returning(
                 outbox.c.id,
@@ -457,11 +478,13 @@ def count_sending(store: Store, issue_slug: str) -> int:
 
 
 def renew_lease(store: Store, me: str, lease: float) -> None:
+    """Extend the lease of every row ``me`` holds, to ``lease`` seconds from now."""
     with _sender_transaction(store) as conn:
+        until = db_now(conn) + timedelta(seconds=lease)
         conn.execute(
             update(outbox)
             .where(outbox.c.claimed_by == me, outbox.c.state == "sending")
-            .values(lease_until=utcnow() + timedelta(seconds=lease))
+            .values(lease_until=until)
         )
 
 

@@ -140,3 +140,32 @@ def test_copy_from_the_publication_directory_and_status(
     assert "subscribers" in status.stdout
     assert status.stdout.split("subscribers")[1].split()[0] == "1"
     assert "masthead:masthead@" not in status.stdout  # the password is hidden
+
+
+def test_text_keys_sorted_by_a_locale_still_match(laptop: str, server: str, database) -> None:  # type: ignore[no-untyped-def]
+    """Regression: the checksums compare rows in key order, and a PostgreSQL column sorted
+    by a language's collation puts ``a_b@…`` before ``a-b@…`` where SQLite (byte order) puts
+    it after: every copy reported a mismatch. Keys are now compared in byte order on both
+    sides. (The suppressions key is given such a collation here; SQLite has none.)"""
+    from masthead.store import migrate
+    from masthead.store.copy import copy_database
+
+    with get_engine(laptop).begin() as conn:
+        for key in ("a_b@example.org", "a-b@example.org", "a.b@example.org", "ab@example.org"):
+            conn.execute(schema.suppressions.insert().values(email_key=key, reason="manual"))
+    dispose_engines()
+    engine = get_engine(server)
+    migrate(engine)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                'ALTER TABLE suppressions ALTER COLUMN email_key TYPE text COLLATE "en-x-icu"'
+            )
+            order = conn.exec_driver_sql(
+                "SELECT k FROM (VALUES ('a-b'), ('a_b')) AS v(k) ORDER BY k COLLATE \"en-x-icu\""
+            ).scalars()
+            assert list(order) == ["a_b", "a-b"]  # not byte order: the collation differs
+    report = copy_database(laptop, server)
+    table = next(t for t in report.tables if t.name == "suppressions")
+    assert table.source_rows == table.target_rows == 6
+    assert report.ok, [(t.name, t.source_sum, t.target_sum) for t in report.tables if not t.ok]

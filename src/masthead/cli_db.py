@@ -100,8 +100,8 @@ def db_copy(directory: Path | None, source: str | None, target: str, quiet: bool
     """Copy every subscriber, consent record, suppression and send to another database.
 
     The destination is created at the current schema version and must be empty. Everything
-    is written in one transaction, then both databases are read back and compared table by
-    table: row counts and a SHA-256 checksum are printed, and the exit status is 1 unless
+    is read from one snapshot of the source and written in one transaction, then the
+    destination is read back and compared with what was read, table by table: row counts and a SHA-256 checksum are printed, and the exit status is 1 unless
     every table matches. The source is only read. Afterwards, set database_url (or
     MASTHEAD_DATABASE_URL) to the new database on every machine.
 

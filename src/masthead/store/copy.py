@@ -1,10 +1,11 @@
 """Move a publication's database to another server: ``masthead db copy``.
 
-Every table is read from the source in primary-key order and written to the destination in
-one transaction (a failure leaves the destination as it was), then both sides are read
-again and compared: the row count and a SHA-256 over every row of every table, each value
-in one canonical form (timestamps as UTC, so SQLite's text and PostgreSQL's ``timestamptz``
-hash alike). The copy is done only when both match.
+Every table is read from the source in primary-key order, in one read-only snapshot, and
+written to the destination in one transaction (a failure leaves the destination as it was);
+then the destination is read back and compared with what was read: the row count and a
+SHA-256 over every row of every table, each value in one canonical form (timestamps as UTC,
+so SQLite's text and PostgreSQL's ``timestamptz`` hash alike; text keys in byte order on
+both). The copy is done only when both match.
 
 The destination is created at the current schema version (its own ``schema_version``) and
 must hold no rows: a copy never merges two lists. Sequences (PostgreSQL) are moved past the
@@ -15,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select, text
+from sqlalchemy import Connection, Engine, Table, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -98,20 +100,55 @@ def _canonical(value: Any) -> str:
 
 
 def _rows(conn: Connection, table: Table) -> Iterator[Any]:
-    order = list(table.primary_key.columns)
+    """Every row in primary-key order, the same order on every database: text keys compare
+    byte by byte (SQLite's BINARY, PostgreSQL's "C"), not by a locale's collation, which
+    orders ``a.b@x.org`` and ``aa@x.org`` differently."""
+    order = [
+        c.collate("C") if conn.dialect.name == "postgresql" and c.type.python_type is str else c
+        for c in table.primary_key.columns
+    ]
     result = conn.execution_options(yield_per=CHUNK).execute(select(table).order_by(*order))
     yield from result
 
 
+class RowDigest:
+    """The SHA-256 of a table's rows in key order, each value in canonical form."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.rows = 0
+
+    def add(self, row: Any) -> None:
+        self.digest.update("\x1f".join(_canonical(v) for v in row).encode("utf-8"))
+        self.digest.update(b"\x1e")
+        self.rows += 1
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
+
+
 def table_checksum(conn: Connection, table: Table) -> tuple[int, str]:
     """(rows, SHA-256 of every row in key order, each value in canonical form)."""
-    digest = hashlib.sha256()
-    n = 0
+    digest = RowDigest()
     for row in _rows(conn, table):
-        digest.update("\x1f".join(_canonical(v) for v in row).encode("utf-8"))
-        digest.update(b"\x1e")
-        n += 1
-    return n, digest.hexdigest()
+        digest.add(row)
+    return digest.rows, digest.hexdigest()
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """One consistent, read-only view of the source for the whole copy: a read transaction
+    that does not take SQLite's write lock (a running ``masthead serve`` can still write), or
+    PostgreSQL's ``REPEATABLE READ READ ONLY`` (every table as of one moment)."""
+    if engine.dialect.name == "postgresql":
+        options: dict[str, Any] = {
+            "isolation_level": "REPEATABLE READ",
+            "postgresql_readonly": True,
+        }
+    else:
+        options = {"sqlite_begin": "DEFERRED"}
+    with engine.connect().execution_options(**options) as conn, conn.begin():
+        yield conn
 
 
 def copy_database(source: str, target: str, progress: Progress | None = None) -> CopyReport:
@@ -161,25 +198,33 @@ def copy_database(source: str, target: str, progress: Progress | None = None) ->
                 f"the destination database already holds rows in {', '.join(busy)}",
                 fix="copy into a new, empty database (a copy never merges two lists)",
             )
-        with src.connect() as conn:
+        sums: dict[str, RowDigest] = {}
+        with snapshot(src) as conn:  # the rows copied are the rows summed
             for table in tables:
-                _copy_table(conn, out, table, progress)
+                sums[table.name] = _copy_table(conn, out, table, progress)
         if out.dialect.name == "postgresql":
             _move_sequences(out, tables)
-    with src.connect() as conn, dst.connect() as out:
+    with dst.connect() as out:  # read back what was committed
         for table in tables:
-            rows, digest = table_checksum(conn, table)
             got_rows, got_digest = table_checksum(out, table)
-            report.tables.append(TableCopy(table.name, rows, got_rows, digest, got_digest))
+            source = sums[table.name]
+            report.tables.append(
+                TableCopy(table.name, source.rows, got_rows, source.hexdigest(), got_digest)
+            )
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _copy_table(conn: Connection, out: Connection, table: Table, progress: Progress | None) -> None:
+def _copy_table(
+    conn: Connection, out: Connection, table: Table, progress: Progress | None
+) -> RowDigest:
+    """Copy one table's rows; the digest of the rows read."""
     names = [c.name for c in table.columns]
     batch: list[dict[str, Any]] = []
     n = 0
+    digest = RowDigest()
     for row in _rows(conn, table):
+        digest.add(row)
         batch.append(dict(zip(names, row, strict=True)))
         if len(batch) >= CHUNK:
             out.execute(table.insert(), batch)
@@ -192,6 +237,7 @@ def _copy_table(conn: Connection, out: Connection, table: Table, progress: Progr
         n += len(batch)
     if progress is not None:
         progress(table.name, n)
+    return digest
 
 
 def _move_sequences(out: Connection, tables: list[Table]) -> None:

@@ -10,10 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import httpx2 as httpx
 import pytest
 from starlette.testclient import TestClient
 
+import patient_http as httpx
 from conftest import free_port, point_smtp_at
 from masthead.content import load_publication
 from masthead.store import dispose_engines, open_store, tokens

@@ -12,11 +12,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
-import httpx2 as httpx
 import pytest
 from sqlalchemy import delete
 
+import patient_http as httpx
 from conftest import free_port, point_smtp_at
 from editor_kit import PASSWORD, csrf_of, set_password
 from masthead.build import build
@@ -38,18 +39,38 @@ def _shared_secret(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 class Server:
     """One `masthead serve` process on a free port of 127.0.0.1."""
 
+    ports: ClassVar[set[int]] = set()
+    """Ports of the servers of this test run: two instances never get the same one (a port
+    picked for the second before the first has bound its own could be the same)."""
+
     def __init__(self, root: Path, log: Path, *options: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        with log.open("wb") as out:
+        self.root, self.log, self.options = root, log, options
+        self._start()
+
+    def _start(self) -> None:
+        port = free_port()
+        while port in Server.ports:
+            port = free_port()
+        Server.ports.add(port)
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", CLI, "serve", str(root), "--port", str(self.port), *options],
+                [
+                    sys.executable,
+                    "-c",
+                    CLI,
+                    "serve",
+                    str(self.root),
+                    "--port",
+                    str(port),
+                    *self.options,
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
 
-    def wait_until_live(self, timeout: float = 30.0) -> None:
+    def wait_until_live(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -57,7 +78,11 @@ class Server:
                     return
             except httpx.TransportError:
                 pass
-            assert self.process.poll() is None, self.log.read_text("utf-8", "replace")
+            if self.process.poll() is not None:
+                log = self.log.read_text("utf-8", "replace")
+                # another process took the port between its pick and the bind: a new one
+                assert "address already in use" in log.lower(), log
+                self._start()
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.1)
 
@@ -265,18 +290,20 @@ def test_readyz_follows_the_build_and_the_schema(
     store = store_of(publication)
     with store.begin() as conn:
         conn.execute(schema.schema_version.insert().values(version=LATEST + 1))
-    for server in (a, b):
-        ready = httpx.get(f"{server.base}/readyz")
-        assert ready.status_code == 503
-        assert ready.text == (
-            f"database schema is at version {LATEST + 1}, this Masthead needs {LATEST}: "
-            "upgrade Masthead"
-        )
-        assert httpx.get(f"{server.base}/healthz").status_code == 200  # alive all the same
-    with store.begin() as conn:
-        conn.execute(
-            delete(schema.schema_version).where(schema.schema_version.c.version == LATEST + 1)
-        )
+    try:
+        for server in (a, b):
+            ready = httpx.get(f"{server.base}/readyz")
+            assert ready.status_code == 503
+            assert ready.text == (
+                f"database schema is at version {LATEST + 1}, this Masthead needs {LATEST}: "
+                "upgrade Masthead"
+            )
+            assert httpx.get(f"{server.base}/healthz").status_code == 200  # alive all the same
+    finally:  # (a later test must not find a database from the future)
+        with store.begin() as conn:
+            conn.execute(
+                delete(schema.schema_version).where(schema.schema_version.c.version == LATEST + 1)
+            )
     assert httpx.get(f"{a.base}/readyz").status_code == 200
 
 
@@ -348,6 +375,19 @@ def test_public_only_with_workers(publication: Path, tmp_path: Path) -> None:
     assert "2 worker processes" in out
     assert "Public endpoints only" in out
     assert f"unsubscribed #{sid} from 127.0.0.1" in out  # the workers log too
+
+
+def test_a_trusted_proxy_with_host_bits_is_refused_with_both_meanings(demo: Path) -> None:
+    """Regression: "10.0.0.5/24" passed the check, but uvicorn reads only exact networks and
+    took it for a name that never matches: every reader then had the proxy's address."""
+    from masthead.errors import ConfigError
+
+    toml = demo / "masthead.toml"
+    text = toml.read_text("utf-8") + '\n[serve]\ntrusted_proxies = ["10.0.0.5/24"]\n'
+    toml.write_text(text, "utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_publication(demo)
+    assert 'write the network "10.0.0.0/24" or the address "10.0.0.5"' in str(caught.value)
 
 
 def test_a_trusted_proxy_that_is_not_an_address_is_refused(demo: Path) -> None:

@@ -159,8 +159,10 @@ class ServeConfig(_Schema):
     """Addresses or networks (e.g. "10.0.0.0/8") of the reverse proxies in front of
     ``masthead serve``: only from these are X-Forwarded-For (the reader's IP address, which
     consent records keep) and X-Forwarded-Proto believed; any other client is taken at its
-    connection's address. ``["*"]`` trusts every client: only when nothing but the proxy can
-    reach the port."""
+    connection's address. ``["*"]`` trusts every client and takes the left-most
+    X-Forwarded-For address, which a reader can write: only when nothing but the proxy can
+    reach the port and the proxy sets the header to the client's address alone (nginx:
+    ``proxy_set_header X-Forwarded-For $remote_addr;``)."""
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -171,12 +173,18 @@ class ServeConfig(_Schema):
             if entry == "*":
                 continue
             try:
-                ipaddress.ip_network(entry, strict=False)
+                network = ipaddress.ip_network(entry, strict=False)
             except ValueError:
                 raise ValueError(
                     f'expected IP addresses or networks such as "10.0.0.5" or "10.0.0.0/8", '
                     f"got {entry!r}"
                 ) from None
+            if "/" in entry and str(network) != entry:  # uvicorn would never match it
+                address = entry.partition("/")[0]
+                raise ValueError(
+                    f"{entry!r} is neither an address nor a network: write the network "
+                    f'"{network}" or the address "{address}"'
+                )
         return v
 
 

@@ -77,7 +77,7 @@ def start_host(name: str, root: Path, logs: Path, database: str | None) -> subpr
     relay = [sys.executable, str(HERE / "smtp_sink.py"), str(RELAY_PORT)]
     relay += ["--log", str(logs / f"{name}.log"), "--ready", str(ready)]
     worker = [sys.executable, "-m", "masthead", "send", str(root), "--issue", SLUG]
-    worker += ["--worker", "-q", "--lease", "3", "--batch", "50", "--retry-base", "0.01"]
+    worker += ["--worker", "-q", "--lease", "5", "--batch", "50", "--retry-base", "0.01"]
     script = (
         f"ip link set lo up && hostname {name} && "
         f"({shlex.join(relay)} &) && "

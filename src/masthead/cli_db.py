@@ -101,8 +101,9 @@ def db_copy(directory: Path | None, source: str | None, target: str, quiet: bool
 
     The destination is created at the current schema version and must be empty. Everything
     is read from one snapshot of the source and written in one transaction, then the
-    destination is read back and compared with what was read, table by table: row counts and a SHA-256 checksum are printed, and the exit status is 1 unless
-    every table matches. The source is only read. Afterwards, set database_url (or
+    destination is read back and compared with what was read, table by table: row counts
+    and a SHA-256 checksum are printed, and the exit status is 1 unless every table
+    matches. The source is only read. Afterwards, set database_url (or
     MASTHEAD_DATABASE_URL) to the new database on every machine.
 
     \b

@@ -381,10 +381,10 @@ class Sender:
                 if self.in_flight > 0:
                     await asyncio.sleep(0.05)
                     continue
-                due = await self.db(outbox.next_due, self.store, self.slug)
+                due, sending = await self.db(outbox.waiting, self.store, self.slug)
                 if due is None:
                     # rows another sender holds: wait for them (and take them over if it dies)
-                    if not await self.db(outbox.count_sending, self.store, self.slug):
+                    if not sending:
                         return
                     # Nothing is in flight here, so rows still marked with this sender's own
                     # claim are orphans (a claim whose commit reply was lost): back with them.

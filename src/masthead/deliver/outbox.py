@@ -18,7 +18,7 @@ import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -457,24 +457,26 @@ def _claim_due(
     )
 
 
-def next_due(store: Store, issue_slug: str) -> datetime | None:
-    """When the earliest pending row becomes due (None: no pending rows)."""
+def waiting(store: Store, issue_slug: str) -> tuple[datetime | None, int]:
+    """(when the earliest pending row becomes due, or None if none is pending; how many rows
+    a sender holds). One statement, so one snapshot: asked one after the other, a row that
+    another sender put back from ``sending`` to ``pending`` in between would be in neither,
+    and a sender would think the send done while it is not."""
+    pending = outbox.c.state == "pending"
     with store.read() as conn:
-        return conn.execute(
-            select(func.min(func.coalesce(outbox.c.next_attempt_at, outbox.c.created_at))).where(
-                outbox.c.issue_slug == issue_slug, outbox.c.state == "pending"
-            )
-        ).scalar()
-
-
-def count_sending(store: Store, issue_slug: str) -> int:
-    """Rows claimed by a sender (this one or another) and not yet answered."""
-    with store.read() as conn:
-        return conn.execute(
-            select(func.count()).where(
-                outbox.c.issue_slug == issue_slug, outbox.c.state == "sending"
-            )
-        ).scalar_one()
+        due, sending = conn.execute(
+            select(
+                func.min(func.coalesce(outbox.c.next_attempt_at, outbox.c.created_at)).filter(
+                    pending
+                ),
+                func.count().filter(outbox.c.state == "sending"),
+            ).where(outbox.c.issue_slug == issue_slug, outbox.c.state.in_(("pending", "sending")))
+        ).one()
+    if isinstance(due, str):  # SQLite: an aggregate's value comes back untyped
+        due = datetime.fromisoformat(due)
+    if due is not None and due.tzinfo is None:
+        due = due.replace(tzinfo=UTC)
+    return due, int(sending)
 
 
 def renew_lease(store: Store, me: str, lease: float) -> None:

@@ -348,6 +348,43 @@ def test_sigterm_finishes_what_is_in_flight_then_stops(root: Path, sink: SmtpSin
     assert sink.by_recipient() == Counter(addresses)  # everyone once: nobody twice
 
 
+def test_sigterm_gives_back_what_waits_for_the_rate_limit_at_once(
+    template: Path, tmp_path: Path, sink: SmtpSink
+) -> None:
+    """Regression: on SIGTERM a rate-limited sender went on sending every message it had
+    queued (at one a second here, 20 s) before it stopped, so systemd's stop timeout killed
+    it. The queued messages now go back to pending at once; only what is in flight is
+    finished."""
+    import signal
+    import time
+
+    root = wired_copy(template, tmp_path / "slow", sink.port, "rate_per_minute = 60\n")
+    _, store, _ = open_pub(root)
+    add_subscribers(store, 20)
+    create_send(store, SLUG)
+    sender = send_cli(root, "--batch", "5")  # a queue of 10: full, the claims wait on it
+    try:
+        deadline = time.monotonic() + 60
+        while not sink.messages:
+            assert time.monotonic() < deadline and sender.poll() is None, sender.communicate()
+            time.sleep(0.005)
+        asked = time.monotonic()
+        sender.send_signal(signal.SIGTERM)
+        out, err = sender.communicate(timeout=60)
+        took = time.monotonic() - asked
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait()
+    assert sender.returncode == 1, out + err
+    assert "Interrupted" in out
+    sent = len(sink.messages)
+    assert sent <= 3, sent  # what was in flight (3 connections); not the queue, at 1 a second
+    assert took < 4, took
+    assert not rows(store, state="sending")
+    assert len(rows(store, state="pending")) == 20 - sent  # given back, to the next run
+
+
 def test_readers_get_their_language_edition(
     built_demo: Path, tmp_path: Path, sink: SmtpSink
 ) -> None:

@@ -10,7 +10,6 @@ lock is waited for, up to 30 s, inside SQLite itself)."""
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -45,23 +44,26 @@ def schema_of(url: str) -> str:
     return re.search(r"search_path%3D(\w+)", url).group(1)  # type: ignore[union-attr]
 
 
-def wait_for(sink: SmtpSink, n: int, process) -> None:  # type: ignore[no-untyped-def]
+def start_send(template: Path, folder: Path, sink: SmtpSink):  # type: ignore[no-untyped-def]
+    """A send to RECIPIENTS readers, under way (300 delivered): (root, store, addresses,
+    the sending process)."""
+    root = wired_copy(template, folder / "pub", sink.port)
+    _, store, _ = open_pub(root)
+    addresses = add_subscribers(store, RECIPIENTS)
+    sender = send_cli(root, "--lease", "20")
     deadline = time.monotonic() + 60
-    while len(sink.messages) < n:
+    while len(sink.messages) < 300:
         assert time.monotonic() < deadline, "the send did not get going"
-        assert process.poll() is None, process.communicate()
+        assert sender.poll() is None, sender.communicate()
         time.sleep(0.01)
+    return root, store, addresses, sender
 
 
 def test_connections_cut_mid_send_are_tried_again(
     template: Path, tmp_path: Path, database: str
 ) -> None:
     with SmtpSink() as sink:
-        root = wired_copy(template, tmp_path / "pub", sink.port)
-        _, store, _ = open_pub(root)
-        addresses = add_subscribers(store, RECIPIENTS)
-        sender = send_cli(root, "--lease", "20")
-        wait_for(sink, 300, sender)
+        _, store, addresses, sender = start_send(template, tmp_path, sink)
         cuts = 0
         with server() as conn:
             for _ in range(6):  # the sender's connections, ended by the server
@@ -85,15 +87,9 @@ def test_a_database_gone_for_good_stops_the_send_and_the_next_run_carries_on(
 ) -> None:
     schema = schema_of(database)
     with SmtpSink() as sink:
-        root = wired_copy(template, tmp_path / "pub", sink.port)
-        _, store, _ = open_pub(root)
-        addresses = add_subscribers(store, RECIPIENTS)
-        sender = send_cli(root, "--lease", "20")
-        wait_for(sink, 300, sender)
-        gone = threading.Event()
+        root, store, addresses, sender = start_send(template, tmp_path, sink)
         with server() as conn:
             conn.execute(f"ALTER SCHEMA {schema} RENAME TO {schema}_gone")
-            gone.set()
             try:
                 started = time.monotonic()
                 out, err = sender.communicate(timeout=60)  # stops: no hang

@@ -422,8 +422,9 @@ def _claim_due(
     now: datetime,
     after: int,
 ) -> list[Any]:
-    """One ``UPDATE … WHERE id IN (SELECT … LIMIT n [FOR UPDATE SKIP LOCKED]) RETURNING`` of
-    due pending rows with ids above ``after``."""
+    """One ``UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING`` of due pending rows with
+    ids above ``after`` (on PostgreSQL ``id = ANY(ARRAY(SELECT … FOR UPDATE SKIP
+    LOCKED))``)."""
     due = (
         select(outbox.c.id)
         .where(outbox.c.issue_slug == issue_slug, outbox.c.state == "pending")
@@ -433,11 +434,12 @@ def _claim_due(
         .limit(n)
     )
     if conn.dialect.name == "postgresql":
-        # A MATERIALIZED CTE runs once. Under ``id IN (subquery)`` the planner may run a
-        # LIMIT … SKIP LOCKED subquery more than once (rechecking a join), each run finding
-        # other unlocked rows, and so claim more than ``n``.
-        locked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
-        chosen = outbox.c.id.in_(select(locked.c.id))
+        # ``id = ANY(ARRAY(subquery))``: the ids are gathered once, by an InitPlan. Under
+        # ``id IN (subquery)`` the planner may run a LIMIT … SKIP LOCKED subquery more than
+        # once (rechecking a join), each run finding other unlocked rows, and so claim more
+        # than ``n``. (A MATERIALIZED CTE is as safe, and measured as fast.)
+        ids = func.array(due.with_for_update(skip_locked=True).scalar_subquery())
+        chosen = outbox.c.id == any_(ids)
     else:
         chosen = outbox.c.id.in_(due.scalar_subquery())
     return list(

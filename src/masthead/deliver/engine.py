@@ -34,12 +34,11 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from ..errors import MastheadError, RecipientError, SendError, SmtpError, StoreError
 from ..model import Publication
 from ..render.email.message import MessageTemplate, Recipient
-from ..store import Store, utcnow
+from ..store import Store, database_error_line, utcnow
 from ..store.tokens import (
     secret_key,
     unsubscribe_mailto,
     unsubscribe_url,
-    verify_secret,
     verp_address,
 )
 from . import outbox
@@ -120,7 +119,7 @@ class _Jobs:
                 self.finished = True
                 raise StopAsyncIteration
             if self.s.stopping:  # interrupted or failed: what is queued goes back at once
-                self.s.add_result(Result(job[0], "release", None, "send stopped"))
+                self.s.give_back(job[0])
                 continue
             if not self._domain_admits(job):
                 continue
@@ -130,7 +129,7 @@ class _Jobs:
             except MastheadError as exc:  # the shared rate limit's database is gone
                 self.s.fail(exc)
             if self.s.stopping:
-                self.s.add_result(Result(job[0], "release", None, "send stopped"))
+                self.s.give_back(job[0])
                 continue
             return job
 
@@ -196,7 +195,6 @@ class Sender:
         """The highest outbox id this sender has claimed (see :func:`outbox.claim`)."""
         self.domain_limits = DomainLimits(policy.rate_per_domain_per_minute)
         self.queue: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue(policy.batch * 2)
-        verify_secret(store, pub)
         self.secret = secret_key(pub)
         domain = verp_address(pub, 0, "") or "masthead@localhost"
         # Message-IDs: <slug.row-id.nonce@domain>, the nonce a MAC of the issue (unique to the
@@ -239,7 +237,7 @@ class Sender:
                     self._db_failed = True
                     self._db_answers.set()  # wake the waiting connections: they stop
                     raise StoreError(
-                        f"the database failed ({_first_line(exc)})",
+                        f"the database failed ({database_error_line(exc)})",
                         fix="check that the database server is up and reachable, then run "
                         "the same command again: it carries on where the outbox stands",
                     ) from exc
@@ -297,6 +295,10 @@ class Sender:
                 continue
             self.take_slot()
             return
+
+    def give_back(self, row: Claimed, reason: str = "send stopped") -> None:
+        """Return a claimed row to pending, unsent (not an attempt)."""
+        self.add_result(Result(row, "release", None, reason))
 
     def add_result(self, result: Result) -> None:
         self.results.append(result)
@@ -368,14 +370,14 @@ class Sender:
             if rows is not None and self.stats.interrupted:
                 for row in rows:
                     self.in_flight += 1
-                    self.add_result(Result(row, "release", None, "interrupted"))
+                    self.give_back(row, "interrupted")
                 rows = None
             if rows is None:  # paused or interrupted: what is queued goes back to pending
                 self.stats.paused = not self.stats.interrupted
                 while not self.queue.empty():
                     job = self.queue.get_nowait()
                     if job is not None:
-                        self.add_result(Result(job[0], "release", None, "stopped"))
+                        self.give_back(job[0], "stopped")
                 return
             if not rows:
                 if self.in_flight > 0:
@@ -404,7 +406,7 @@ class Sender:
             for row in rows:
                 self.in_flight += 1
                 if self.stopping:
-                    self.add_result(Result(row, "release", None, "send stopped"))
+                    self.give_back(row)
                     continue
                 job = self._job(row)
                 if job is not None:
@@ -474,7 +476,7 @@ class Sender:
                 if job is None:
                     jobs.finished = True
                     return
-            self.add_result(Result(job[0], "release", None, "send stopped"))
+            self.give_back(job[0])
 
     def fail(self, exc: MastheadError) -> None:
         """End the run with ``exc``: no more claims, what is queued goes back."""
@@ -561,8 +563,3 @@ def _transient(exc: DBAPIError) -> bool:
     down or in recovery, a deadlock or serialisation failure (PostgreSQL's
     ``TransactionRollbackError`` is an ``OperationalError``), SQLite's busy lock."""
     return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
-
-
-def _first_line(exc: DBAPIError) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    return (str(orig).strip().splitlines() or [type(orig).__name__])[0][:200]

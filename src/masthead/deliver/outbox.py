@@ -18,7 +18,7 @@ import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +180,6 @@ def book_slots(store: Store, name: str, n: int, interval: float) -> tuple[float,
     since the epoch on the database's clock (see :class:`~masthead.deliver.ratelimit.
     SharedRate`). One short transaction: the row is locked (``FOR UPDATE``; SQLite's
     ``BEGIN IMMEDIATE``) while it is moved forward."""
-    import time
 
     with store.begin() as conn:
         conn.execute(
@@ -191,12 +190,7 @@ def book_slots(store: Store, name: str, n: int, interval: float) -> tuple[float,
         ).scalar_one()
         # The clock is read once the row is ours: a sender that waited for another's booking
         # must not book from the time before it waited (its slots would overlap the other's).
-        if conn.dialect.name == "postgresql":
-            now = float(
-                conn.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one()
-            )
-        else:
-            now = time.time()
+        now = db_now(conn).timestamp()
         first = max(float(next_at), now)
         conn.execute(
             update(rate_limits)
@@ -474,10 +468,6 @@ def waiting(store: Store, issue_slug: str) -> tuple[datetime | None, int]:
                 func.count().filter(outbox.c.state == "sending"),
             ).where(outbox.c.issue_slug == issue_slug, outbox.c.state.in_(("pending", "sending")))
         ).one()
-    if isinstance(due, str):  # SQLite: an aggregate's value comes back untyped
-        due = datetime.fromisoformat(due)
-    if due is not None and due.tzinfo is None:
-        due = due.replace(tzinfo=UTC)
     return due, int(sending)
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "bounce_events",
     "consent_events",
     "current_version",
+    "database_error_line",
     "database_url",
     "dialect_insert",
     "dispose_engines",
@@ -154,6 +155,13 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+
+
+def database_error_line(exc: Exception) -> str:
+    """The first line of a database error, from the driver's own exception when there is
+    one (for a probe's answer or a message on one line)."""
+    orig = getattr(exc, "orig", None) or exc
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0][:200]
 
 
 def dialect_insert(dialect_name: str, table: Any) -> Any:

@@ -118,12 +118,11 @@ def verify_secret(store: Store, pub: Publication) -> None:
     from ..errors import SecretMismatch
     from ..store import dialect_insert, settings
 
+    recorded = select(settings.c.value, settings.c.set_by, settings.c.set_at).where(
+        settings.c.name == SECRET_SETTING
+    )
     with store.read() as conn:
-        row = conn.execute(
-            select(settings.c.value, settings.c.set_by, settings.c.set_at).where(
-                settings.c.name == SECRET_SETTING
-            )
-        ).first()
+        row = conn.execute(recorded).first()
     has_own = bool(os.environ.get("MASTHEAD_SECRET")) or (pub.state_dir / "secret.key").exists()
     if row is not None and not has_own:
         raise SecretMismatch(
@@ -140,11 +139,7 @@ def verify_secret(store: Store, pub: Publication) -> None:
                 .values(name=SECRET_SETTING, value=mine, set_by=socket.gethostname())
                 .on_conflict_do_nothing()
             )
-            row = conn.execute(
-                select(settings.c.value, settings.c.set_by, settings.c.set_at).where(
-                    settings.c.name == SECRET_SETTING
-                )
-            ).one()
+            row = conn.execute(recorded).one()  # ours, or another machine's that came first
     if not hmac.compare_digest(row.value, mine):
         source = "MASTHEAD_SECRET" if os.environ.get("MASTHEAD_SECRET") else "secret.key"
         raise SecretMismatch(

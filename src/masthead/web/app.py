@@ -61,7 +61,15 @@ from ..content import load_publication
 from ..errors import MailError, MastheadError, SubscriberError
 from ..i18n import catalogue
 from ..model import Publication
-from ..store import LATEST, Store, consent_events, current_version, open_store, utcnow
+from ..store import (
+    LATEST,
+    Store,
+    consent_events,
+    current_version,
+    database_error_line,
+    open_store,
+    utcnow,
+)
 from ..store import subscriber_list as subs
 from ..store.tokens import check_token, token_issued, verify_secret
 from .pages import button_form, page, subscribe_form
@@ -266,7 +274,7 @@ class Endpoints:
         try:
             await self._db(self._schema_version)
         except SQLAlchemyError as exc:
-            return _probe(503, f"database unavailable: {_first_line(exc)}")
+            return _probe(503, f"database unavailable: {database_error_line(exc)}")
         return _probe(200, "ok")
 
     async def readyz(self, request: Request) -> Response:
@@ -274,7 +282,7 @@ class Endpoints:
         try:
             version = await self._db(self._schema_version)
         except SQLAlchemyError as exc:
-            return _probe(503, f"database unavailable: {_first_line(exc)}")
+            return _probe(503, f"database unavailable: {database_error_line(exc)}")
         if version != LATEST:
             fix = "run `masthead db upgrade`" if version < LATEST else "upgrade Masthead"
             return _probe(
@@ -298,11 +306,6 @@ def _limiter(threads: int) -> anyio.CapacityLimiter:
 
 def _probe(status_code: int, text: str) -> Response:
     return PlainTextResponse(text, status_code=status_code, headers=PROBE_HEADERS)
-
-
-def _first_line(exc: SQLAlchemyError) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    return (str(orig).strip().splitlines() or [type(orig).__name__])[0][:200]
 
 
 class SiteFiles(StaticFiles):

@@ -93,3 +93,10 @@ def test_no_from_address_means_no_mailto_and_no_verp(demo: Path) -> None:
     pub = load_publication(demo)
     assert tokens.unsubscribe_mailto(pub, 1, "a@example.org") is None
     assert tokens.verp_address(pub, 1, "a@example.org") is None
+
+
+def test_a_verp_address_on_another_from_address_is_not_ours(pub) -> None:
+    address = tokens.verp_address(pub, 42, "a@example.org")
+    assert address is not None
+    assert tokens.parse_verp(pub, address.replace("bulletin+", "newsletter+")) is None
+    assert tokens.parse_verp(pub, address.replace("@example.org", "@example.net")) is None

@@ -7,7 +7,12 @@ complaints) and the mails of the List-Unsubscribe ``mailto:`` (subject
 
 Mapping to a subscriber: the bounce is addressed to the VERP return path of the message
 that failed (``<local>+bounce-<id>-<mac>@<domain>``), whose signed id names the subscriber
-exactly; without one, the failed addresses the report lists are looked up on the list.
+exactly (an ARF report carries it in the original message's Return-Path, or as
+``Original-Mail-From``). Only such a report acts, and only on that one subscriber, whatever
+addresses it lists: anyone can mail the bounce address a report that names the whole list.
+A report without a valid VERP address of ours (none, a bad mac, another From address, a
+subscriber no longer on the list, or several subscribers' addresses) is never applied; it is
+listed for review (:attr:`BounceReport.held`).
 
 The rule:
 
@@ -16,7 +21,9 @@ The rule:
 - soft bounces (status 4.x.x, ``Action: delayed``) count at most once per day (a mail
   server sends several delay warnings for one message); the third day of soft bounces
   with no successful delivery in between suppresses the address. A new confirmation, or
-  the sending engine recording a delivery (:func:`record_delivery`), resets the count;
+  the mail server accepting one of our messages for the subscriber, resets the count (the
+  sender does it with the batch that records the answers; :func:`record_delivery` for other
+  code);
 - a complaint suppresses at once (reason ``complaint``);
 - each bounce report is counted once, by its Message-ID, however often it is read.
 """
@@ -32,9 +39,9 @@ from email.message import Message
 from email.policy import compat32
 from email.utils import getaddresses
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Row, select, update
 
 from .errors import MastheadError
 from .store import bounce_events, subscribers
@@ -80,12 +87,25 @@ class Event:
     result: str
 
 
+@dataclass(frozen=True)
+class Held:
+    """A report that was not applied, for the editor to review."""
+
+    source: str
+    message_id: str
+    kind: str
+    addresses: tuple[str, ...]
+    """The addresses the report names (it may name many: a forgery names the whole list)."""
+    reason: str
+
+
 @dataclass
 class BounceReport:
     messages: int = 0
     events: list[Event] = field(default_factory=list)
     suppressed: int = 0
     warnings: list[str] = field(default_factory=list)
+    held: list[Held] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------------------
@@ -152,34 +172,48 @@ def dsn_failures(msg: Message) -> list[Failure]:
     return failures
 
 
+def _original(msg: Message) -> Message | None:
+    """The headers of the original message a report returns (``message/rfc822`` or
+    ``text/rfc822-headers``), if it carries them."""
+    for part in msg.walk():
+        if part.get_content_type() not in ("message/rfc822", "text/rfc822-headers"):
+            continue
+        payload = part.get_payload()
+        if isinstance(payload, list) and payload:
+            return payload[0]
+        if isinstance(payload, str):
+            from email import message_from_string
+
+            return message_from_string(payload, policy=compat32)
+    return None
+
+
+def _feedback(msg: Message) -> Message | None:
+    """The ``message/feedback-report`` fields of an RFC 5965 report, if ``msg`` is one."""
+    if msg.get_content_type() != "multipart/report":
+        return None
+    if (msg.get_param("report-type") or "").lower() != "feedback-report":
+        return None
+    for part in msg.walk():
+        if part.get_content_type() == "message/feedback-report":
+            payload = part.get_payload()
+            return payload[0] if isinstance(payload, list) and payload else Message()
+    return Message()
+
+
 def arf_complaint(msg: Message) -> list[Failure]:
     """The complaining recipient of an RFC 5965 feedback report, if ``msg`` is one."""
-    if msg.get_content_type() != "multipart/report":
+    feedback = _feedback(msg)
+    if feedback is None:
         return []
-    if (msg.get_param("report-type") or "").lower() != "feedback-report":
-        return []
-    original: Message | None = None
-    feedback: Message | None = None
-    for part in msg.walk():
-        ctype = part.get_content_type()
-        if ctype == "message/feedback-report":
-            payload = part.get_payload()
-            feedback = payload[0] if isinstance(payload, list) and payload else None
-        elif ctype in ("message/rfc822", "text/rfc822-headers") and original is None:
-            payload = part.get_payload()
-            if isinstance(payload, list) and payload:
-                original = payload[0]
-            elif isinstance(payload, str):
-                from email import message_from_string
-
-                original = message_from_string(payload, policy=compat32)
+    original = _original(msg)
     addresses: list[str] = []
     if original is not None:
         addresses += [a for _, a in getaddresses([str(original.get("Return-Path", ""))])]
         addresses += [a for _, a in getaddresses([str(original.get("To", ""))])]
     if feedback is not None and feedback.get("Original-Rcpt-To"):
         addresses.append(str(feedback["Original-Rcpt-To"]))
-    kind = str(feedback.get("Feedback-Type", "abuse")) if feedback is not None else "abuse"
+    kind = str(feedback.get("Feedback-Type", "abuse"))
     return [Failure(a, "complaint", f"feedback report: {kind}") for a in addresses if a]
 
 
@@ -200,15 +234,28 @@ def flufl_failures(msg: Message) -> list[Failure]:
     return out
 
 
-def verp_subscriber(pub: Publication, msg: Message) -> int | None:
-    """The subscriber named by the VERP address the report was sent to, if any."""
-    for header in _VERP_HEADERS:
-        for value in msg.get_all(header) or []:
-            for _, addr in getaddresses([str(value)]):
-                found = parse_verp(pub, addr)
-                if found is not None:
-                    return found
-    return None
+def _verp_candidates(msg: Message) -> Iterator[str]:
+    """Every address where a report may carry the VERP return path: the headers of its
+    own delivery, the Return-Path of the original it returns, and an ARF report's
+    ``Original-Mail-From`` (the original's envelope sender)."""
+    sources: list[tuple[Message, tuple[str, ...]]] = [(msg, _VERP_HEADERS)]
+    original = _original(msg)
+    if original is not None:
+        sources.append((original, ("Return-Path",)))
+    feedback = _feedback(msg)
+    if feedback is not None:
+        sources.append((feedback, ("Original-Mail-From",)))
+    for message, headers in sources:
+        for header in headers:
+            for value in message.get_all(header) or []:
+                for _, addr in getaddresses([str(value)]):
+                    yield addr
+
+
+def verp_subscribers(pub: Publication, msg: Message) -> set[int]:
+    """The subscriber ids named by valid VERP addresses of ours in the report (the mac
+    checked); a genuine report names exactly one."""
+    return {sid for a in _verp_candidates(msg) if (sid := parse_verp(pub, a)) is not None}
 
 
 # ----------------------------------------------------------------------------------------
@@ -225,14 +272,14 @@ def record_delivery(conn: Connection, subscriber_id: int) -> None:
     )
 
 
-def _already_seen(conn: Connection, message_id: str, subscriber_id: int | None, email: str) -> bool:
+def _already_seen(conn: Connection, message_id: str, subscriber_id: int) -> bool:
     if not message_id:
         return False
-    query = select(bounce_events.c.id).where(bounce_events.c.message_id == message_id)
-    if subscriber_id is not None:
-        query = query.where(bounce_events.c.subscriber_id == subscriber_id)
-    else:
-        query = query.where(bounce_events.c.email == email)
+    query = (
+        select(bounce_events.c.id)
+        .where(bounce_events.c.message_id == message_id)
+        .where(bounce_events.c.subscriber_id == subscriber_id)
+    )
     return conn.execute(query.limit(1)).first() is not None
 
 
@@ -247,30 +294,28 @@ def _soft_bounced_today(conn: Connection, subscriber_id: int) -> bool:
     return last is not None and last.date() == utcnow().date()
 
 
-def apply_failure(
-    conn: Connection, failure: Failure, subscriber_id: int | None, message_id: str
-) -> str:
-    """Record one failure and apply the rule; return what happened, in words."""
-    row = subs.get(conn, subscriber_id) if subscriber_id is not None else None
-    if row is None:
-        row = subs.find(conn, failure.email)
-    sid = row.id if row is not None else None
-    email = row.email if row is not None else failure.email
-    if _already_seen(conn, message_id, sid, email):
+def apply_failure(conn: Connection, failure: Failure, row: Row[Any], message_id: str) -> str:
+    """Record one failure of the subscriber ``row`` (the one a valid VERP address names)
+    and apply the rule; return what happened, in words."""
+    sid, email = row.id, row.email
+    if _already_seen(conn, message_id, sid):
         return "already recorded"
-    counted_today = sid is not None and failure.kind == "soft" and _soft_bounced_today(conn, sid)
+    counted_today = failure.kind == "soft" and _soft_bounced_today(conn, sid)
+    detail = failure.detail
+    if email_key(failure.email) != row.email_key:
+        # A forwarding target, usually: the VERP id, not the listed address, says who.
+        detail = f"{detail} (the report names {failure.email[:254]})"
     conn.execute(
         bounce_events.insert().values(
             subscriber_id=sid,
             email=email,
             kind=failure.kind,
-            detail=failure.detail,
+            detail=detail,
             at=utcnow(),
             message_id=message_id or None,
         )
     )
-    if row is None:
-        return "not on the list"
+    failure = Failure(failure.email, failure.kind, detail)
     if subs.suppression_reason(conn, email):
         return "already suppressed"
     if failure.kind == "complaint":
@@ -325,20 +370,43 @@ def process_message(
     if not failures:
         report.warnings.append(f"{label}: not a bounce, complaint or unsubscribe request")
         return
-    verp_id = verp_subscriber(pub, msg)
-    if verp_id is not None:
-        # Our messages have one recipient each: the VERP id is exact; the worst failure wins.
-        order = {"complaint": 0, "hard": 1, "soft": 2}
-        failures = [min(failures, key=lambda f: order[f.kind])]
-    message_id = str(msg.get("Message-ID", "")).strip()
-    for failure in failures:
-        result = apply_failure(conn, failure, verp_id, message_id)
-        sid = verp_id
-        if sid is None:
-            row = subs.find(conn, failure.email)
-            sid = row.id if row is not None else None
-        report.events.append(Event(label, failure.email, sid, failure.kind, result))
-        report.suppressed += result.startswith("suppressed")
+    # Our messages have one recipient each: the VERP id is exact; the worst failure wins.
+    worst = min(failures, key=lambda f: _SEVERITY[f.kind])
+    message_id = _printable(str(msg.get("Message-ID", "")), 200)
+    row, refusal = _verp_row(pub, conn, msg)
+    if row is None:
+        addresses = tuple(dict.fromkeys(_printable(f.email, 254) for f in failures))
+        report.held.append(Held(label, message_id, worst.kind, addresses, refusal))
+        return
+    result = apply_failure(conn, worst, row, message_id)
+    report.events.append(Event(label, row.email, row.id, worst.kind, result))
+    report.suppressed += result.startswith("suppressed")
+
+
+_SEVERITY = {"complaint": 0, "hard": 1, "soft": 2}
+
+
+def _printable(text: str, limit: int) -> str:
+    """``text`` of a report as it may be shown on the editor's terminal: a forgery's escape
+    sequences and line breaks become ``?``, and it is cut at ``limit`` characters."""
+    text = " ".join(text.split())[:limit]
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _verp_row(pub: Publication, conn: Connection, msg: Message) -> tuple[Row[Any] | None, str]:
+    """(the subscriber the report's one valid VERP address names, "") or (None, why the
+    report is not applied)."""
+    found = verp_subscribers(pub, msg)
+    if not found:
+        return None, "not sent to a valid VERP address of ours (it could be forged)"
+    if len(found) > 1:
+        listed = ", ".join(f"#{i}" for i in sorted(found)[:5])
+        return None, f"names the VERP addresses of several subscribers ({listed})"
+    (sid,) = found
+    row = subs.get(conn, sid)
+    if row is None:
+        return None, f"its VERP address names #{sid}, who is no longer on the list"
+    return row, ""
 
 
 def process_files(
@@ -364,9 +432,3 @@ def process_files(
         else:
             transaction.commit()
     return report
-
-
-def suppress_hard_bounce(store: Store, email: str, detail: str) -> None:
-    """For the sending engine: a 5xx answer at RCPT/DATA is a hard bounce."""
-    with store.begin() as conn:
-        apply_failure(conn, Failure(email_key(email), "hard", detail), None, "")

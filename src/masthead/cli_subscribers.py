@@ -335,8 +335,10 @@ def bounces_command(directory: Path, files: tuple[Path, ...], dry_run: bool) -> 
     """Read bounce messages (DSN .eml files or mboxes) and suppress failing addresses.
 
     A hard bounce (5.x.x) suppresses at once; soft bounces (4.x.x) on 3 different days,
-    with no delivery between them, suppress too; so does a spam complaint. Mails with the subject
-    "unsubscribe <id> <token>" (the List-Unsubscribe mailto) unsubscribe.
+    with no delivery between them, suppress too; so does a spam complaint. Only a report
+    sent to a valid VERP address of ours acts, on that one subscriber; the others are listed
+    for review and change nothing. Mails with the subject "unsubscribe <id> <token>" (the
+    List-Unsubscribe mailto) unsubscribe.
 
     Example: masthead bounces bulletin ~/Mail/bounces.mbox
     """
@@ -359,10 +361,26 @@ def bounces_command(directory: Path, files: tuple[Path, ...], dry_run: bool) -> 
                 e.result,
             )
         _console().print(table)
+    if report.held:
+        _print_held(report.held)
     for warning in report.warnings:
         click.secho(f"Warning: {warning}", fg="yellow", err=True)
     prefix = "Would suppress" if dry_run else "Suppressed"
+    held = f"; {len(report.held)} held for review" if report.held else ""
     click.echo(
         f"Read {report.messages} message(s): {len(report.events)} bounce(s)/request(s); "
-        f"{prefix} {report.suppressed} address(es)."
+        f"{prefix} {report.suppressed} address(es){held}."
     )
+
+
+def _print_held(held: list[Any]) -> None:
+    """The reports not applied (no valid VERP address of ours): which message, who it names
+    and why; one block each, whole lines (a forgery may name thousands)."""
+    click.echo(f"{len(held)} report(s) held for review, not applied:")
+    for h in held:
+        shown = ", ".join(h.addresses[:5])
+        if len(h.addresses) > 5:
+            shown += f" … ({len(h.addresses)} in all)"
+        click.echo(f"  {h.source}  Message-ID {h.message_id or '(none)'}")
+        click.echo(f"    {h.kind}: {shown}")
+        click.echo(f"    not applied: {h.reason}")

@@ -285,9 +285,14 @@ _VERP = re.compile(r"^(?P<local>.+)\+bounce-(?P<id>\d{1,18})-(?P<mac>[0-9a-f]{8}
 
 def parse_verp(pub: Publication, address: str) -> int | None:
     """The subscriber id a VERP address was made for, or None if it is not one of ours
-    (wrong shape or a mac that does not match)."""
+    (wrong shape, not built on our From address, or a mac that does not match)."""
     match = _VERP.match(address.strip().strip("<>").lower())
-    if not match:
+    ours = list_address(pub)
+    if not match or ours is None:
+        return None
+    # Another publication's VERP address (a copied secret, the same ids in another
+    # database) names another person: only our own From address counts.
+    if (match["local"], match["domain"]) != (ours[0].lower(), ours[1].lower()):
         return None
     subscriber_id = int(match["id"])
     if not hmac.compare_digest(_verp_mac(pub, subscriber_id), match["mac"]):

@@ -408,3 +408,75 @@ def test_readers_get_their_language_edition(
     assert "riverside-bulletin-2020-03.pdf" in html_en
     assert english["Subject"].startswith("Riverside Bulletin: ")
     assert persian["Subject"].startswith("خبرنامهٔ ریورساید")
+
+
+def soft_bounce(pub, store, tmp_path: Path, subscriber_id: int, address: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """A delay notice (RFC 3464, status 4.2.2) to the subscriber's VERP address, read by
+    ``masthead bounces``; what it did."""
+    from email.message import Message
+    from email.mime.multipart import MIMEMultipart
+    from email.mime.text import MIMEText
+    from email.utils import make_msgid
+
+    from masthead.bounces import process_files
+
+    report = MIMEMultipart("report", report_type="delivery-status")
+    report["To"] = verp_address(pub, subscriber_id, address)
+    report["Message-ID"] = make_msgid(domain="mx.example.net")
+    report.attach(MIMEText("Your message is delayed.\n"))
+    per_message, per_recipient = Message(), Message()
+    per_message["Reporting-MTA"] = "dns; mx.example.net"
+    per_recipient["Final-Recipient"] = f"rfc822; {address}"
+    per_recipient["Action"] = "delayed"
+    per_recipient["Status"] = "4.2.2"
+    status = Message()
+    status.set_type("message/delivery-status")
+    status.set_payload([per_message, per_recipient])
+    report.attach(status)
+    path = tmp_path / f"{report['Message-ID'].strip('<>')}.eml"
+    path.write_bytes(report.as_bytes())
+    return [e.result for e in process_files(pub, store, [path]).events]
+
+
+def test_a_delivery_between_soft_bounces_starts_their_count_again(
+    root: Path, sink: SmtpSink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Soft bounces months apart, each followed by an issue the server accepted, must not
+    add up to a suppression (issue 13, point 8: the sender never recorded deliveries)."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    monkeypatch.setattr("masthead.bounces.utcnow", lambda: noon)
+
+    def a_day_passes() -> None:
+        with store.begin() as conn:  # the recorded bounces move back a day, one by one
+            for row in conn.execute(select(bounce_events.c.id, bounce_events.c.at)).all():
+                conn.execute(
+                    update(bounce_events)
+                    .where(bounce_events.c.id == row.id)
+                    .values(at=row.at - timedelta(days=1))
+                )
+
+    pub, store, _ = open_pub(root)
+    ada, bob = add_subscribers(store, 2)
+    with store.read() as conn:
+        by_email = {r.email: r for r in conn.execute(select(subscribers)).all()}
+    ada_id = by_email[ada].id
+    assert soft_bounce(pub, store, tmp_path, ada_id, ada) == ["soft bounce 1/3"]
+    a_day_passes()
+    assert soft_bounce(pub, store, tmp_path, ada_id, ada) == ["soft bounce 2/3"]
+    a_day_passes()
+
+    report = send(root)
+    assert report.state.complete and sink.by_recipient() == Counter([ada, bob])
+    with store.read() as conn:
+        after = {r.email: r for r in conn.execute(select(subscribers)).all()}
+    assert after[ada].soft_bounces == 0
+    assert after[bob].updated_at == by_email[bob].updated_at  # a count of 0 is not rewritten
+
+    assert soft_bounce(pub, store, tmp_path, ada_id, ada) == ["soft bounce 1/3"]
+    assert after[ada].status == "active"
+    with store.read() as conn:
+        assert conn.execute(select(suppressions)).all() == []

@@ -780,10 +780,3 @@ def history(store: Store, subscriber_id: int) -> list[Row[Any]]:
                 .order_by(consent_events.c.id)
             )
         )
-
-
-def by_ids(store: Store, ids: Iterable[int]) -> list[Subscriber]:
-    ids = list(ids)
-    with store.read() as conn:
-        rows = conn.execute(select(subscribers).where(subscribers.c.id.in_(ids))).all()
-    return [Subscriber.from_row(r) for r in rows]

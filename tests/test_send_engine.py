@@ -480,3 +480,24 @@ def test_a_delivery_between_soft_bounces_starts_their_count_again(
     assert after[ada].status == "active"
     with store.read() as conn:
         assert conn.execute(select(suppressions)).all() == []
+
+
+def test_the_longest_name_allowed_still_makes_a_message_the_server_takes(
+    root: Path, sink: SmtpSink
+) -> None:
+    """Names are capped at 200 characters everywhere (issue 13, point 6: a 10,000-character
+    single-word name made its To line too long for SMTP, ``500 Line too long``)."""
+    from masthead.store.addresses import MAX_NAME_LENGTH
+
+    _, store, _ = open_pub(root)
+    names = {0: "x" * MAX_NAME_LENGTH, 1: "é" * MAX_NAME_LENGTH, 2: "ab " * 66 + "cd"}
+    addresses = add_subscribers(store, 3, names=names)
+    report = send(root)
+    assert report.state.complete and sink.by_recipient() == Counter(addresses)
+    for m in sink.messages:
+        parsed = email.message_from_bytes(m.data, policy=policy.default)
+        i = addresses.index(m.rcpt)
+        shown = parsed["To"].addresses[0].display_name
+        # (Python's parser puts a space between the encoded words of a folded phrase.)
+        assert shown == names[i] if i != 1 else shown.replace(" ", "") == names[i]
+        assert max(len(line) for line in m.data.split(b"\r\n")) <= 998

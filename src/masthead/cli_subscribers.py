@@ -139,7 +139,9 @@ def import_command(directory: Path, file: Path, confirmed: bool) -> None:
     _require_sender(pub, confirmed)
     report = subs.import_csv(store, file, confirmed=confirmed)
     if report.bad:
-        table = Table(title=f"{len(report.bad)} row(s) not imported", title_justify="left")
+        table = Table(
+            title=f"{len(report.bad)} row(s) of {file} not imported", title_justify="left"
+        )
         table.add_column("line", justify="right")
         table.add_column("address", no_wrap=True)
         table.add_column("reason")

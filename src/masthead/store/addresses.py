@@ -88,3 +88,22 @@ def clean_name(name: str | None) -> str:
     if name.isascii() and name.isprintable() and "=?" not in name:
         return " ".join(name.split())  # the common case, as the full cleaning would leave it
     return defuse_encoded_words(name, _strip_controls)
+
+
+MAX_NAME_LENGTH = 200
+"""The longest name a subscriber may have, in characters once cleaned (the sign-up form's
+limit): a longer one, a single word, made the To line of its email longer than SMTP's 998
+characters, and the server refused the message (``500 Line too long``)."""
+
+
+def checked_name(name: str | None) -> str:
+    """:func:`clean_name`, refusing (``ValueError``, saying why) a name over
+    :data:`MAX_NAME_LENGTH` characters: every way onto the list (add, import, the editor's
+    app) goes through here."""
+    cleaned = clean_name(name)
+    if len(cleaned) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"the name is {len(cleaned):,} characters long ({cleaned[:40]!r}…); "
+            f"the most is {MAX_NAME_LENGTH}"
+        )
+    return cleaned

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import importlib
 import io
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -39,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import SubscriberError
 from . import Store
-from .addresses import InvalidAddress, clean_name, email_key, normalise_email
+from .addresses import MAX_NAME_LENGTH, InvalidAddress, checked_name, email_key, normalise_email
 from .schema import (
     SUBSCRIBER_STATUSES,
     SUPPRESSION_REASONS,
@@ -162,13 +163,11 @@ def get(conn: Connection, subscriber_id: int) -> Row[Any] | None:
 
 
 def _check_language(language: str | None) -> str | None:
-    import re
-
     if not language:
         return None
     language = language.strip()
     if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", language):
-        raise ValueError(f'language must be a BCP 47 tag such as "en" or "fa", got {language!r}')
+        raise ValueError(f'language must be a BCP 47 tag such as "en" or "fa", got {language[:40]!r}')
     return language
 
 
@@ -209,7 +208,12 @@ def add(
         language = _check_language(language)
     except ValueError as exc:
         raise SubscriberError(str(exc)) from None
-    name = clean_name(name)
+    try:
+        name = checked_name(name)
+    except ValueError as exc:
+        raise SubscriberError(
+            str(exc), fix=f"shorten the name to {MAX_NAME_LENGTH} characters or fewer"
+        ) from None
     try:
         return _add(store, address, name, language, confirmed, source, ip)
     except IntegrityError:
@@ -312,6 +316,13 @@ def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, str]
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:
         raise SubscriberError("the file is empty", path=path, fix="add a header row") from None
+    except csv.Error as exc:
+        raise SubscriberError(
+            f"the header row cannot be read: {_csv_problem(exc)}",
+            path=path,
+            line=reader.line_num,
+            fix="the first row names the columns: email, and optionally name, language",
+        ) from None
     if "email" not in header:
         raise SubscriberError(
             f"no `email` column in the header row (found: {', '.join(header) or 'nothing'})",
@@ -320,13 +331,31 @@ def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, str]
             fix="the first row names the columns: email, and optionally name, language",
         )
 
-    def rows() -> Iterator[tuple[int, dict[str, str]]]:
-        for values in reader:
+    def rows() -> Iterator[tuple[int, dict[str, str] | str]]:
+        while True:
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # this row is bad; the reader goes on with the next line
+                yield reader.line_num, f"unreadable row: {_csv_problem(exc)}"
+                continue
             if not any(v.strip() for v in values):
                 continue
-            yield reader.line_num, dict(zip(header, values, strict=False))
+            cells = (from_spreadsheet(v) for v in values)
+            yield reader.line_num, dict(zip(header, cells, strict=False))
 
     return header, rows()
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    """The csv module's complaint in words an editor can act on."""
+    if "field limit" in str(exc):
+        return (
+            f"a field is longer than {csv.field_size_limit():,} characters, the most a CSV "
+            "field may hold (an unclosed quote mark makes the rest of the file one field)"
+        )
+    return str(exc)
 
 
 def _pending(
@@ -345,29 +374,37 @@ def _pending(
 
 
 def _candidates(
-    rows: Iterable[tuple[int, dict[str, str]]], report: ImportReport
+    rows: Iterable[tuple[int, dict[str, str] | str]], report: ImportReport
 ) -> Iterator[tuple[int, str, str, str | None]]:
     """(line, address, name, language) of each well-formed row, once per address; the
     others go to ``report.bad`` with their reason."""
     seen: dict[str, int] = {}
     for line, row in rows:
+        if isinstance(row, str):  # a row the csv module could not read: the reason
+            report.bad.append(BadRow(line, "", row))
+            continue
         raw = (row.get("email") or "").strip()
         try:
             address = normalise_email(raw)
         except InvalidAddress as exc:
-            report.bad.append(BadRow(line, raw, f"invalid address: {exc}"))
+            report.bad.append(BadRow(line, raw[:320], f"invalid address: {exc}"))
             continue
         try:
             language = _check_language(row.get("language"))
         except ValueError as exc:
-            report.bad.append(BadRow(line, raw, f"invalid language: {exc}"))
+            report.bad.append(BadRow(line, address, f"invalid language: {exc}"))
+            continue
+        try:
+            name = checked_name(row.get("name"))
+        except ValueError as exc:
+            report.bad.append(BadRow(line, address, f"name too long: {exc}"))
             continue
         key = email_key(address)
         if key in seen:
             report.bad.append(BadRow(line, address, f"duplicate of line {seen[key]}"))
             continue
         seen[key] = line
-        yield line, address, clean_name(row.get("name")), language
+        yield line, address, name, language
 
 
 def import_csv(
@@ -595,24 +632,42 @@ def counts(store: Store) -> dict[str, int]:
 
 EXPORT_COLUMNS = ["email", "name", "language", "status", "created_at", "confirmed_at", "suppressed"]
 
+_FORMULA = re.compile(r"'*[=+\-@\t\r\n]")
+"""A cell a spreadsheet would run as a formula (OWASP: = + - @ tab CR; LF too), or one that
+holds such a cell behind quotes already (so that reading back is exact)."""
+_ESCAPED_FORMULA = re.compile(r"'+[=+\-@\t\r\n]")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """``value`` as an exported cell: one ``'`` before a cell a spreadsheet would run as a
+    formula (OWASP's rule), so a name such as ``=HYPERLINK(…)`` from the public sign-up form
+    stays text when the editor opens the export. :func:`from_spreadsheet` undoes it."""
+    return "'" + value if _FORMULA.match(value) else value
+
+
+def from_spreadsheet(value: str) -> str:
+    """A cell as ``import`` reads it: the ``'`` :func:`spreadsheet_safe` put before a
+    formula-like cell is taken off (only there: ``'quoted'`` stays as it is)."""
+    return value[1:] if _ESCAPED_FORMULA.match(value) else value
+
 
 def export_csv(store: Store, out: io.TextIOBase | Any, status: str | None = None) -> int:
-    """Write the list as CSV (same columns ``import`` reads, plus status and dates)."""
+    """Write the list as CSV (same columns ``import`` reads, plus status and dates); a
+    cell a spreadsheet would run as a formula is written as text (:func:`spreadsheet_safe`)."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     n = 0
     for s in iter_subscribers(store, status):
-        writer.writerow(
-            [
-                s.email,
-                s.name,
-                s.language or "",
-                s.status,
-                s.created_at.isoformat(timespec="seconds"),
-                s.confirmed_at.isoformat(timespec="seconds") if s.confirmed_at else "",
-                s.suppressed or "",
-            ]
-        )
+        cells = [
+            s.email,
+            s.name,
+            s.language or "",
+            s.status,
+            s.created_at.isoformat(timespec="seconds"),
+            s.confirmed_at.isoformat(timespec="seconds") if s.confirmed_at else "",
+            s.suppressed or "",
+        ]
+        writer.writerow([spreadsheet_safe(c) for c in cells])
         n += 1
     return n
 

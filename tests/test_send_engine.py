@@ -501,3 +501,21 @@ def test_the_longest_name_allowed_still_makes_a_message_the_server_takes(
         # (Python's parser puts a space between the encoded words of a folded phrase.)
         assert shown == names[i] if i != 1 else shown.replace(" ", "") == names[i]
         assert max(len(line) for line in m.data.split(b"\r\n")) <= 998
+
+
+def test_a_name_stored_before_the_cap_is_cut_and_its_message_goes_out(
+    root: Path, sink: SmtpSink
+) -> None:
+    """A 10,000-character name stored by an older Masthead (here: written straight to the
+    table) is cut to 200 characters in the To line instead of failing the message with
+    ``500 Line too long`` (issue 13, point 6)."""
+    _, store, _ = open_pub(root)
+    names = {0: "y" * 10_000, 1: "ش" * 10_000, 2: "Ann " * 2_500}
+    addresses = add_subscribers(store, 3, names=names)
+    report = send(root)
+    assert report.state.complete and sink.by_recipient() == Counter(addresses)
+    for m in sink.messages:
+        shown = email.message_from_bytes(m.data, policy=policy.default)["To"].addresses[0]
+        assert shown.addr_spec == m.rcpt
+        assert 100 < len(shown.display_name.replace(" ", "")) <= 200
+        assert max(len(line) for line in m.data.split(b"\r\n")) <= 998

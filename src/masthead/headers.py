@@ -6,6 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+MAX_NAME_LENGTH = 200
+"""The longest display name a subscriber may have, in characters once cleaned (the
+sign-up form's limit): a longer one, a single word, made the To line of its email longer
+than SMTP's 998 characters, and the server refused the message (``500 Line too long``).
+The store refuses longer names; the sender cuts those stored before it did."""
+
 
 def defuse_encoded_words(text: str, clean: Callable[[str], str]) -> str:
     """``text`` cleaned by ``clean`` so that no header can be made of it: the ``email`` API

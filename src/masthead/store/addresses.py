@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from ..headers import defuse_encoded_words
+from ..headers import MAX_NAME_LENGTH, defuse_encoded_words
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _PLAIN_ADDRESS = re.compile(
@@ -88,12 +88,6 @@ def clean_name(name: str | None) -> str:
     if name.isascii() and name.isprintable() and "=?" not in name:
         return " ".join(name.split())  # the common case, as the full cleaning would leave it
     return defuse_encoded_words(name, _strip_controls)
-
-
-MAX_NAME_LENGTH = 200
-"""The longest name a subscriber may have, in characters once cleaned (the sign-up form's
-limit): a longer one, a single word, made the To line of its email longer than SMTP's 998
-characters, and the server refused the message (``500 Line too long``)."""
 
 
 def checked_name(name: str | None) -> str:

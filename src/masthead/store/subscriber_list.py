@@ -167,7 +167,9 @@ def _check_language(language: str | None) -> str | None:
         return None
     language = language.strip()
     if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", language):
-        raise ValueError(f'language must be a BCP 47 tag such as "en" or "fa", got {language[:40]!r}')
+        raise ValueError(
+            f'language must be a BCP 47 tag such as "en" or "fa", got {language[:40]!r}'
+        )
     return language
 
 

@@ -37,7 +37,7 @@ from html import escape
 from pathlib import Path
 
 from ...errors import EmailConfigError, RecipientError
-from ...headers import defuse_encoded_words
+from ...headers import MAX_NAME_LENGTH, defuse_encoded_words
 from ...model import Issue, Publication
 from .layout import EditionData, clean_line, edition_data
 from .to_html import render_html
@@ -175,7 +175,8 @@ def to_header(name: str, email: str) -> bytes:
     """The ``To:`` line, built and folded by the ``email`` API."""
     if not _SAFE_HEADER_VALUE.fullmatch(email) or "@" not in email:
         raise RecipientError(f"cannot send to {email!r}: not a plain ASCII address")
-    display = clean_display_name(name)
+    # A name stored before names were capped is cut, not allowed to make the line too long.
+    display = clean_display_name(name[: MAX_NAME_LENGTH * 2])[:MAX_NAME_LENGTH]
     local, _, domain = email.rpartition("@")
     if not local or not domain or "@" in domain:
         raise RecipientError(f"cannot send to {email!r}: not an address")

@@ -286,6 +286,19 @@ def test_a_complaint_naming_the_verp_address_as_original_mail_from(
     assert state(store, "carol@example.org") == ("complained", "complaint")
 
 
+def test_a_complaint_that_names_no_address_but_its_verp_one(pub, store, tmp_path: Path) -> None:
+    carol = ids(store)["carol@example.org"]
+    msg = arf("", "", mail_from=tokens.verp_address(pub, carol))
+    for part in msg.walk():  # a feedback loop that redacts the original entirely
+        if part.get_content_type() == "message/rfc822":
+            del part.get_payload()[0]["To"]
+    result = process_files(pub, store, [write(tmp_path / "arf.eml", msg)])
+    assert [e.subscriber_id for e in result.events] == [carol]
+    assert state(store, "carol@example.org") == ("complained", "complaint")
+    (held,) = process_files(pub, store, [write(tmp_path / "a2.eml", arf("", ""))]).held
+    assert held.kind == "complaint" and held.addresses == ()
+
+
 def test_a_non_standard_bounce_to_the_verp_address_is_read_by_flufl_bounce(
     pub, store, tmp_path: Path
 ) -> None:

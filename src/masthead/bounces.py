@@ -211,10 +211,14 @@ def arf_complaint(msg: Message) -> list[Failure]:
     if original is not None:
         addresses += [a for _, a in getaddresses([str(original.get("Return-Path", ""))])]
         addresses += [a for _, a in getaddresses([str(original.get("To", ""))])]
-    if feedback is not None and feedback.get("Original-Rcpt-To"):
+    if feedback.get("Original-Rcpt-To"):
         addresses.append(str(feedback["Original-Rcpt-To"]))
     kind = str(feedback.get("Feedback-Type", "abuse"))
-    return [Failure(a, "complaint", f"feedback report: {kind}") for a in addresses if a]
+    # A report that names no address still complains: its VERP address (Original-Mail-From)
+    # may say who.
+    return [Failure(a, "complaint", f"feedback report: {kind}") for a in addresses if a] or [
+        Failure("", "complaint", f"feedback report: {kind}")
+    ]
 
 
 def flufl_failures(msg: Message) -> list[Failure]:
@@ -302,7 +306,7 @@ def apply_failure(conn: Connection, failure: Failure, row: Row[Any], message_id:
         return "already recorded"
     counted_today = failure.kind == "soft" and _soft_bounced_today(conn, sid)
     detail = failure.detail
-    if email_key(failure.email) != row.email_key:
+    if failure.email and email_key(failure.email) != row.email_key:
         # A forwarding target, usually: the VERP id, not the listed address, says who.
         detail = f"{detail} (the report names {failure.email[:254]})"
     conn.execute(
@@ -375,7 +379,7 @@ def process_message(
     message_id = _printable(str(msg.get("Message-ID", "")), 200)
     row, refusal = _verp_row(pub, conn, msg)
     if row is None:
-        addresses = tuple(dict.fromkeys(_printable(f.email, 254) for f in failures))
+        addresses = tuple(dict.fromkeys(_printable(f.email, 254) for f in failures if f.email))
         report.held.append(Held(label, message_id, worst.kind, addresses, refusal))
         return
     result = apply_failure(conn, worst, row, message_id)

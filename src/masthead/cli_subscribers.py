@@ -380,7 +380,7 @@ def _print_held(held: list[Any]) -> None:
     and why; one block each, whole lines (a forgery may name thousands)."""
     click.echo(f"{len(held)} report(s) held for review, not applied:")
     for h in held:
-        shown = ", ".join(h.addresses[:5])
+        shown = ", ".join(h.addresses[:5]) or "(no address)"
         if len(h.addresses) > 5:
             shown += f" … ({len(h.addresses)} in all)"
         click.echo(f"  {h.source}  Message-ID {h.message_id or '(none)'}")

@@ -100,6 +100,7 @@ def send_command(
         set_paused,
     )
     from .store import open_store
+    from .store.backup import backup_before_send
     from .store.tokens import verify_secret
 
     pub = load_publication(directory)
@@ -139,6 +140,9 @@ def send_command(
     if resume:
         set_paused(store, slug, False)
     create_send(store, slug)
+    copy = backup_before_send(store, pub, slug)  # also reads every page: damage shows now
+    if copy is not None and not quiet:
+        click.echo(f"Database copied to {copy} (masthead db restore puts it back).", err=True)
     policy = policy_from_config(pub, retry_base=retry_base, batch=batch, lease=lease)
     if worker:
         paused = state.paused and not resume

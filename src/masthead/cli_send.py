@@ -257,8 +257,17 @@ def _print_report(report) -> None:  # type: ignore[no-untyped-def]
     click.echo(
         f"Issue {s.issue_slug}: this run sent {run.sent:,} in {run.seconds:.1f} s "
         f"({rate:,.0f} msg/s)"
-        + (f"; {report.recovered:,} in-flight rows resent" if report.recovered else "")
     )
+    if report.replayed:
+        click.echo(
+            f"  {report.replayed:,} answers a stopped sender had received were recorded from "
+            "its journal (not sent again)."
+        )
+    if report.recovered:
+        click.echo(
+            f"  {report.recovered:,} messages were on the wire, unanswered, when a sender "
+            "stopped: they were sent again and may have arrived twice."
+        )
     failed = s.count("failed") - s.bounced
     click.echo(
         f"  sent {s.count('sent'):,} · failed {failed:,} · bounced {s.bounced:,} · "

@@ -19,6 +19,7 @@ from smtp_sink import SmtpSink
 
 RECIPIENTS = 5000  # as in the issue
 KILLS = 2
+CONCURRENCY = 3  # [smtp] concurrency of wired_copy
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +72,9 @@ def test_killed_sender_resumes_without_loss(template: Path, tmp_path: Path, seed
     assert set(received) == set(addresses)  # nobody is skipped
     twice = {a for a, n in received.items() if n > 1}
     assert twice <= flying  # duplicates only where a row was in flight at a kill
+    # ... and no more than were on the wire: one message per connection (issue 14, point 4:
+    # answers were recorded up to ~600 messages behind, and a kill resent them all)
+    assert len(twice) <= CONCURRENCY * kills, (len(twice), kills)
     assert max(received.values()) <= 1 + kills
-    assert "in-flight rows resent" in out or not flying
+    assert "may have arrived twice" in out or not flying
     assert Counter(received.values())[1] >= RECIPIENTS - len(flying)

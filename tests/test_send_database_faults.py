@@ -102,14 +102,16 @@ def test_a_database_gone_for_good_stops_the_send_and_the_next_run_carries_on(
         assert sender.returncode == 1
         assert "the database failed" in err and "run the same command again" in err, err
         assert took < 30
-        unrecorded = re.search(r"([\d,]+) answers of this run could not be recorded", err)
-        allowed = int(unrecorded.group(1).replace(",", "")) if unrecorded else 0
+        assert "answers of this run could not be recorded" not in err or "journal" in err
         again = send_cli(root, "--lease", "20")
         out, err = again.communicate(timeout=120)
         assert again.returncode == 0, out + err
         received = sink.by_recipient()
     assert set(received) == set(addresses)  # nobody skipped
+    # The answers the failed run could not record were in its journal: the next run records
+    # them instead of sending again (issue 14, point 2: a 40 s outage mailed 1,923 of 5,000
+    # readers twice)
     twice = [a for a, n in received.items() if n > 1]
-    assert len(twice) <= allowed  # only answers the failed run could not record
-    assert max(received.values()) <= 2
+    assert twice == []
+    assert "recorded from its journal" in out or "could not be recorded" not in err
     assert send_state(store, SLUG).complete

@@ -38,8 +38,38 @@ def friendly_errors(fn: F) -> F:
         except MastheadError as exc:
             click.secho(f"Error: {exc}", fg="red", err=True)
             sys.exit(1)
+        except Exception as exc:
+            message = database_failure(exc, kwargs.get("directory"))
+            if message is None:
+                raise
+            click.secho(f"Error: {message}", fg="red", err=True)
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def database_failure(exc: Exception, directory: Path | None) -> str | None:
+    """The message for a database that failed in the middle of a command (None: not a
+    database error). Checked without importing SQLAlchemy: a command that never touched
+    the database cannot have one."""
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is None or not isinstance(exc, sa_exc.DBAPIError):
+        return None
+    from .store import database_error_line
+
+    line = database_error_line(exc)
+    pub = directory or "DIR"
+    if isinstance(exc, sa_exc.OperationalError) and "malformed" not in line:
+        return (
+            f"the database stopped answering: {line}\n  fix: check that the database server "
+            "is running and reachable (database_url / MASTHEAD_DATABASE_URL), then run the "
+            "same command again: a send goes on where it stopped"
+        )
+    return (
+        f"the database failed: {line}\n  fix: if it says the file is malformed or not a "
+        f"database, restore the last good copy with `masthead db restore {pub}` (made before "
+        "each send); otherwise run the command again, and report it if it persists"
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

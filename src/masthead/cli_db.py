@@ -142,3 +142,53 @@ def db_copy(directory: Path | None, source: str | None, target: str, quiet: bool
         click.secho("The copy does not match its source: do not switch to it.", fg="red", err=True)
         sys.exit(1)
     click.echo("Every row matches. Point database_url (or MASTHEAD_DATABASE_URL) at the copy.")
+
+
+@db.command("restore")
+@PUB_DIR
+@click.option(
+    "--from",
+    "source",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The copy to restore (default: the newest in .masthead/backups/).",
+)
+@click.option(
+    "--list", "list_only", is_flag=True, help="List the copies, newest last; change nothing."
+)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@friendly_errors
+def db_restore(directory: Path, source: Path | None, list_only: bool, yes: bool) -> None:
+    """Put back the copy of the SQLite database made before the last send.
+
+    Use it when the database file was deleted, emptied or damaged: Masthead refuses such a
+    file rather than take it for a new, empty list. The file replaced is kept beside it as
+    masthead.db.replaced-<time>. Stop `masthead serve` and any send first. Subscribers who
+    signed up, and answers recorded, after the copy was made are not in it.
+
+    \b
+    Example: masthead db restore bulletin
+             masthead db restore bulletin --from bulletin/.masthead/backups/masthead-….db
+    """
+    from .content import load_publication
+    from .store import database_url
+    from .store.backup import backups, restore
+
+    pub = load_publication(directory)
+    if list_only:
+        found = backups(pub)
+        if not found:
+            click.echo("No copies yet (one is made before each send).")
+        for path in found:
+            click.echo(f"  {path}  {path.stat().st_size:>12,} bytes")
+        return
+    url = database_url(pub)
+    chosen = source or (backups(pub) or [None])[-1]
+    question = f"Replace the database with {chosen}?"
+    if chosen is not None and not yes and not click.confirm(question, default=False):
+        click.echo("Nothing changed.")
+        sys.exit(1)
+    done = restore(pub, url, source)
+    click.echo(f"Restored {done.backup} → {done.database}")
+    if done.kept_as:
+        click.echo(f"The file it replaced is kept as {done.kept_as}")

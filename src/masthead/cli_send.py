@@ -100,6 +100,7 @@ def send_command(
         set_paused,
     )
     from .store import open_store
+    from .store.backup import backup_before_send
     from .store.tokens import verify_secret
 
     pub = load_publication(directory)
@@ -139,6 +140,9 @@ def send_command(
     if resume:
         set_paused(store, slug, False)
     create_send(store, slug)
+    copy = backup_before_send(store, pub, slug)  # also reads every page: damage shows now
+    if copy is not None and not quiet:
+        click.echo(f"Database copied to {copy} (masthead db restore puts it back).", err=True)
     policy = policy_from_config(pub, retry_base=retry_base, batch=batch, lease=lease)
     if worker:
         paused = state.paused and not resume
@@ -253,8 +257,17 @@ def _print_report(report) -> None:  # type: ignore[no-untyped-def]
     click.echo(
         f"Issue {s.issue_slug}: this run sent {run.sent:,} in {run.seconds:.1f} s "
         f"({rate:,.0f} msg/s)"
-        + (f"; {report.recovered:,} in-flight rows resent" if report.recovered else "")
     )
+    if report.replayed:
+        click.echo(
+            f"  {report.replayed:,} answers a stopped sender had received were recorded from "
+            "its journal (not sent again)."
+        )
+    if report.recovered:
+        click.echo(
+            f"  {report.recovered:,} messages were on the wire, unanswered, when a sender "
+            "stopped: they were sent again and may have arrived twice."
+        )
     failed = s.count("failed") - s.bounced
     click.echo(
         f"  sent {s.count('sent'):,} · failed {failed:,} · bounced {s.bounced:,} · "

@@ -76,6 +76,15 @@ class SecretMismatch(StoreError):
     """This machine's signing secret is not the one the database's links are signed with."""
 
 
+class DatabaseLost(StoreError):
+    """The publication's database is empty, missing or replaced, though it had one: it is
+    not taken for a new list (that would mail everyone who already had an issue again)."""
+
+
+class DatabaseDamaged(StoreError):
+    """The database file is not a database any more, or is corrupt."""
+
+
 class SubscriberError(MastheadError):
     """A subscriber command cannot be carried out (bad address, unknown subscriber…)."""
 

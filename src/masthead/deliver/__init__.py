@@ -162,6 +162,10 @@ class SendReport:
     run: RunStats
     state: SendState
     recovered: int
+    """Rows put back to pending that were in flight (without an answer) when their sender
+    stopped: their messages may arrive twice."""
+    replayed: int = 0
+    """Answers of dead senders recorded from their journals (never sent again)."""
 
 
 def send_issue(
@@ -186,6 +190,11 @@ def send_issue(
     policy = policy or policy_from_config(pub)
     if resume:
         set_paused(store, issue.slug, False)
+    from .engine import send_message_id_parts
+    from .journal import replay
+
+    # What dead senders of this machine heard from the server, before their rows go back.
+    replayed = replay(pub, store, issue.slug, send_message_id_parts(pub, issue.slug))
     recovered = recover(store, issue.slug, resend_unknown=resend_unknown)
     from .outbox import mark_finished, mark_started
 
@@ -196,7 +205,7 @@ def send_issue(
     state = send_state(store, issue.slug)
     if state.remaining == 0:
         mark_finished(store, issue.slug)
-    return SendReport(run=run, state=state, recovered=run.recovered)
+    return SendReport(run=run, state=state, recovered=run.recovered, replayed=replayed.answers)
 
 
 def send_test(pub: Publication, issue: Issue, address: str) -> Outcome:

@@ -42,9 +42,20 @@ from ..store.tokens import (
     verp_address,
 )
 from . import outbox
+from .journal import Journal
 from .outbox import Claimed, Result
 from .ratelimit import DomainLimits, SharedRate
 from .smtp import Outcome, SmtpConnection, SmtpSettings
+
+
+def send_message_id_parts(pub: Publication, issue_slug: str) -> tuple[str, str]:
+    """(prefix, suffix) of the send's Message-IDs: ``<slug.row-id.nonce@domain>``, the nonce
+    a MAC of the issue (unique to the publication, the same on a retry: a resent message
+    keeps its Message-ID)."""
+    domain = verp_address(pub, 0, "") or "masthead@localhost"
+    nonce = hashlib.sha256(secret_key(pub) + f"msgid|{issue_slug}".encode()).hexdigest()[:12]
+    return outbox.message_id_parts(issue_slug, nonce, domain.rpartition("@")[2])
+
 
 RATE_NAME = "smtp"
 """The row of ``rate_limits`` that ``[smtp] rate_per_minute`` books its slots on."""
@@ -67,6 +78,9 @@ class SendPolicy:
     """After this many seconds since the send was created, a 4xx answer fails the row."""
     commit_every: float = 0.1
     """Seconds between writes of the answers (what a kill can leave unrecorded)."""
+    db_stall: float = 1.0
+    """Seconds a database call may take before the connections stop handing out messages
+    until it answers (a database that hangs rather than fails)."""
     db_patience: float = 60.0
     """Seconds a failing database call is tried again (a restart, a lost connection) before
     the run stops; no message goes out meanwhile. At most half the lease, so a worker that
@@ -134,7 +148,7 @@ class _Jobs:
             return job
 
     def next_nowait(self) -> tuple[Any, ...] | None:
-        while not self.finished and not self.s.stopping and self.s.slot_now():
+        while not self.finished and not self.s.stopping and self.s.may_send and self.s.slot_now():
             try:
                 job = self.s.queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -196,17 +210,17 @@ class Sender:
         self.domain_limits = DomainLimits(policy.rate_per_domain_per_minute)
         self.queue: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue(policy.batch * 2)
         self.secret = secret_key(pub)
-        domain = verp_address(pub, 0, "") or "masthead@localhost"
-        # Message-IDs: <slug.row-id.nonce@domain>, the nonce a MAC of the issue (unique to the
-        # publication, the same on a retry: a resent message keeps its Message-ID)
-        nonce = hashlib.sha256(self.secret + f"msgid|{issue_slug}".encode()).hexdigest()[:12]
-        self.msgid_parts = outbox.message_id_parts(issue_slug, nonce, domain.rpartition("@")[2])
+        self.msgid_parts = send_message_id_parts(pub, issue_slug)
+        self.journal: Journal | None = None
         self.created_at = outbox.send_created_at(store, issue_slug)
         self._db = ThreadPoolExecutor(1, thread_name_prefix="masthead-db")
         self._db_answers = asyncio.Event()
         self._db_answers.set()
         self._db_failed = False
         self._results_ready = asyncio.Event()
+        self._backlog = asyncio.Event()
+        """Set while the answers waiting for the recorder are fewer than a batch."""
+        self._backlog.set()
         self._stop = False
 
     # -- plumbing ------------------------------------------------------------------------
@@ -230,12 +244,16 @@ class Sender:
         while True:
             if self._db_failed:
                 raise StoreError("the database is unavailable (see the first error)")
+            # A call that hangs (a server gone without closing its connections) stops the
+            # connections too: what goes on the wire meanwhile could not be recorded.
+            stalled = loop.call_later(self.policy.db_stall, self._db_answers.clear)
             try:
                 result = await loop.run_in_executor(self._db, fn, *args)
             except DBAPIError as exc:
                 if not _transient(exc) or time.monotonic() + delay > deadline:
                     self._db_failed = True
                     self._db_answers.set()  # wake the waiting connections: they stop
+                    self._backlog.set()
                     raise StoreError(
                         f"the database failed ({database_error_line(exc)})",
                         fix="check that the database server is up and reachable, then run "
@@ -245,13 +263,22 @@ class Sender:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
+            finally:
+                stalled.cancel()
             self._db_answers.set()
             return result
 
+    @property
+    def may_send(self) -> bool:
+        """Whether the database keeps up: its calls answer and the answers get recorded."""
+        return self._db_answers.is_set() and self._backlog.is_set()
+
     async def database_answers(self) -> None:
-        """Wait while database calls are failing and being tried again."""
-        if not self._db_answers.is_set():
+        """Wait while database calls are failing and being tried again, or hang, or the
+        answers of more than a batch wait to be recorded."""
+        while not self.may_send and not self._db_failed:
             await self._db_answers.wait()
+            await self._backlog.wait()
 
     # -- the shared rate limit ------------------------------------------------------------
 
@@ -301,9 +328,14 @@ class Sender:
         self.add_result(Result(row, "release", None, reason))
 
     def add_result(self, result: Result) -> None:
+        if self.journal is not None:
+            self.journal.write(result)  # first: a kill after this line loses nothing
         self.results.append(result)
         if len(self.results) >= self.policy.batch:
             self._results_ready.set()
+            # A recorder that cannot keep up (a database that hangs) holds the connections
+            # back: at most one batch of answers waits beyond the one being written.
+            self._backlog.clear()
 
     # -- the run -------------------------------------------------------------------------
 
@@ -332,6 +364,7 @@ class Sender:
     async def run(self) -> RunStats:
         started = time.perf_counter()
         self._install_signal_handlers()
+        self.journal = Journal(self.pub, self.slug, self.me)
         try:
             recorder = asyncio.create_task(self._recorder())
             workers = [asyncio.create_task(self._worker(n)) for n in range(self.policy.concurrency)]
@@ -349,12 +382,14 @@ class Sender:
         finally:
             self._remove_signal_handlers()
             self._db.shutdown(wait=True)
+            self.journal.close(all_recorded=self.stats.unrecorded == 0 and not self.results)
         self.stats.seconds = time.perf_counter() - started
         if self.fatal is not None:
             if self.stats.unrecorded:
                 self.fatal.message += (
                     f"; {self.stats.unrecorded:,} answers of this run could not be recorded: "
-                    "when the send carries on, those messages may be sent again"
+                    f"the journal {self.journal.path if self.journal else ''} keeps them, and the "
+                    "next run on this machine records them (their messages are not sent again)"
                 )
             raise self.fatal
         return self.stats
@@ -524,6 +559,7 @@ class Sender:
                 await asyncio.wait_for(self._results_ready.wait(), self.policy.commit_every)
             self._results_ready.clear()
             batch, self.results = self.results, []
+            self._backlog.set()
             try:
                 if batch:
                     await self.db(outbox.record, self.store, self.me, batch, self.msgid_parts)
@@ -531,9 +567,9 @@ class Sender:
                     await self.db(outbox.renew_lease, self.store, self.me, self.policy.lease)
                     last_renew = time.monotonic()
             except MastheadError as exc:
-                # Unrecorded answers: their rows stay claimed by this sender and come back
-                # when its process is gone (or its lease has run out); the sent ones among
-                # them may then arrive twice, as any message in flight at a crash.
+                # Unrecorded answers: their rows stay claimed by this sender, and the journal
+                # has the answers; the next sender on this machine records them from it
+                # before putting the rows back (another machine, after the lease, cannot).
                 self.fail(exc)
                 self.stats.unrecorded += len(batch)
             self._count(batch)

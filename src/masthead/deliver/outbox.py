@@ -652,3 +652,23 @@ def backoff(attempts: int, base: float, cap: float) -> float:
     """Seconds before attempt ``attempts + 1``: exponential, capped, with full jitter in
     [0.5, 1.5) so retries from many rows do not arrive together."""
     return min(cap, base * (2 ** max(0, attempts - 1))) * (0.5 + random.random())
+
+
+def adopt_for_replay(store: Store, issue_slug: str, sender: str, ids: list[int]) -> int:
+    """Mark the rows of a dead sender's journal as ``sender``'s again, so that
+    :func:`record` applies its answers: rows still in its claim, or put back to ``pending``
+    (by :func:`recover`) and not claimed since. Returns how many."""
+    with store.begin() as conn:
+        theirs = and_(outbox.c.state == "sending", outbox.c.claimed_by == sender)
+        put_back = and_(outbox.c.state == "pending", outbox.c.claimed_by.is_(None))
+        return int(
+            conn.execute(
+                update(outbox)
+                .where(
+                    outbox.c.issue_slug == issue_slug,
+                    among(conn, outbox.c.id, ids),
+                    or_(theirs, put_back),
+                )
+                .values(state="sending", claimed_by=sender)
+            ).rowcount
+        )

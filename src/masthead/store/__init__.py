@@ -20,11 +20,11 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 
-from ..errors import SchemaBehind, StoreError
+from ..errors import DatabaseDamaged, SchemaBehind, StoreError
 from . import schema
 from .migrations import LATEST, current_version, migrate
 from .schema import (
@@ -157,6 +157,20 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+IDENTITY_SINCE = 3
+"""The schema version whose ``settings`` table holds the database's identity."""
+
+
+def damaged(pub: Publication, url: str, exc: Exception) -> DatabaseDamaged:
+    """The error for a database whose file is corrupt or is not a database at all."""
+    return DatabaseDamaged(
+        f"the database {make_url(url).render_as_string(hide_password=True)} is damaged: "
+        f"{database_error_line(exc)}",
+        fix=f"restore the last good copy with `masthead db restore {pub.root}` (made before "
+        "each send, in .masthead/backups/); the damaged file is kept beside it",
+    )
+
+
 def database_error_line(exc: Exception) -> str:
     """The first line of a database error, from the driver's own exception when there is
     one (for a probe's answer or a message on one line)."""
@@ -214,19 +228,28 @@ def open_store(
     :class:`~masthead.errors.SchemaBehind`, unless ``allow_behind`` (``masthead serve``,
     which starts and reports itself unready on ``/readyz`` until the upgrade).
     """
+    from .identity import check_not_lost, ensure_identity
+
     url = database_url(pub)
     engine = get_engine(url)
     try:
         with engine.connect() as conn:
             version = current_version(conn)
+            empty = version == 0 and not inspect(conn).get_table_names()
+        if empty:
+            check_not_lost(pub, url)  # an emptied file is not a new list
         if upgrade or (upgrade is None and (version == 0 or engine.dialect.name == "sqlite")):
             version = migrate(engine)
+        if version >= IDENTITY_SINCE:
+            ensure_identity(pub, engine, url, write=upgrade is not False)
     except OperationalError as exc:
         raise StoreError(
             f"cannot open the database {make_url(url).render_as_string(hide_password=True)}: "
             f"{exc.orig}",
             fix="check database_url / MASTHEAD_DATABASE_URL and that the server is running",
         ) from exc
+    except DatabaseError as exc:
+        raise damaged(pub, url, exc) from exc
     if version > LATEST:
         raise StoreError(
             f"the database is at schema version {version}, newer than this Masthead "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import mimetypes
 import re
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,7 @@ from ..store import Store, open_store
 from ..store import subscriber_list as subs
 from . import files
 from .auth import Session, Sessions, configured_hash, csrf_ok, verify_password
+from .pages import FILE_HEADERS
 from .preview import PrintPreviews
 from .ratelimit import TokenBucket
 from .sending import Sends
@@ -257,7 +259,14 @@ class Admin:
         pub = self.pub
         if slug not in pub.issue_slugs:
             raise files.NotFound(f"there is no issue {slug!r}", fix="the dashboard lists them")
-        return pub.issues_dir / slug
+        folder = pub.issues_dir / slug
+        if folder.is_symlink() or folder.resolve().parent != pub.issues_dir.resolve():
+            raise files.LinkRefused(
+                f"issue folder {slug}/ is a symbolic link; the editor's app does not follow links",
+                path=folder,
+                fix="replace the link by the folder itself",
+            )
+        return folder
 
     async def issue(self, request: Request) -> Response:
         folder = self._folder(request)
@@ -471,8 +480,6 @@ class Admin:
         return self.redirect(f"/admin/issues/{folder.name}/items/{name}")
 
     async def issue_file(self, request: Request) -> Response:
-        from starlette.responses import FileResponse
-
         folder = self._folder(request)
         name = request.path_params["file"]
         path = folder / name
@@ -480,10 +487,13 @@ class Admin:
             "/" in name
             or name.startswith(".")
             or path.suffix.lower() not in {".png", ".jpg", ".jpeg", ".gif", ".webp"}
-            or not path.is_file()
         ):
             return PlainTextResponse("not found", status_code=404)
-        return FileResponse(path, headers={"X-Content-Type-Options": "nosniff"})
+        data = await run_in_threadpool(files.read_own_file, folder, path)
+        if data is None:
+            return PlainTextResponse("not found", status_code=404)
+        media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return Response(data, media_type=media, headers=FILE_HEADERS)
 
     # ---- print preview -------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import anyio.to_thread
 from sqlalchemy import func, select
@@ -61,6 +61,7 @@ from ..content import load_publication
 from ..errors import MailError, MastheadError, SubscriberError
 from ..i18n import catalogue
 from ..model import Publication
+from ..render.web.site import CSP_SEARCH
 from ..store import (
     LATEST,
     Store,
@@ -72,7 +73,7 @@ from ..store import (
 )
 from ..store import subscriber_list as subs
 from ..store.tokens import check_token, token_issued, verify_secret
-from .pages import button_form, page, subscribe_form
+from .pages import FILE_HEADERS, button_form, page, subscribe_form
 from .ratelimit import TokenBucket
 from .writes import checkpoint_in_background, write_queue
 
@@ -308,12 +309,43 @@ def _probe(status_code: int, text: str) -> Response:
     return PlainTextResponse(text, status_code=status_code, headers=PROBE_HEADERS)
 
 
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP_SEARCH + "; frame-ancestors 'self'",
+    "X-Content-Type-Options": "nosniff",
+}
+"""The built pages' own policy (they carry it in a meta tag too), as a header."""
+ASSET_TYPES = ("text/html", "text/javascript", "application/javascript", "text/css")
+UNSANDBOXED = ("application/wasm", "application/pdf")
+"""Pagefind's worker script and WebAssembly need their scripts; a sandboxed PDF would not be
+shown by the browser's viewer."""
+
+
 class SiteFiles(StaticFiles):
-    """The built site; before the first build every path is a 404 (not a server error)."""
+    """The built site; before the first build every path is a 404 (not a server error).
+
+    Every response carries a Content-Security-Policy for its type (:data:`FILE_HEADERS`,
+    :data:`PAGE_HEADERS`); the redirect of a folder to its slash is relative, so it never
+    names the host the request claimed."""
 
     async def check_config(self) -> None:
         if self.directory is not None and Path(self.directory).is_dir():
             await super().check_config()
+
+    async def get_response(self, path: str, scope: Any) -> Response:
+        response = await super().get_response(path, scope)
+        if isinstance(response, RedirectResponse):
+            segment = scope["path"].rstrip("/").rsplit("/", 1)[-1]
+            query = scope.get("query_string", b"").decode("latin-1")
+            location = quote(segment) + "/" + (f"?{query}" if query else "")
+            return RedirectResponse(location or "./", status_code=response.status_code)
+        media = response.headers.get("content-type", "").split(";")[0].strip()
+        if media == "text/html":
+            response.headers.update(PAGE_HEADERS)
+        elif media.startswith(ASSET_TYPES) or media in UNSANDBOXED:
+            response.headers["X-Content-Type-Options"] = "nosniff"
+        else:
+            response.headers.update(FILE_HEADERS)
+        return response
 
 
 def _send_one(pub: Publication, subscriber: subs.Subscriber) -> None:

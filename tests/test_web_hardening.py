@@ -167,3 +167,155 @@ def test_folder_redirect_under_a_prefix_is_relative(site_root: Path) -> None:
         assert response.headers["location"] == "2020-03/?x=1"
         followed = c.get("/bulletin/2020-03")
         assert followed.status_code == 200 and followed.url.path == "/bulletin/2020-03/"
+
+
+# ---- probes -----------------------------------------------------------------------------
+
+
+def test_probes_do_not_show_the_database_error(site_root: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(site_root)
+    with TestClient(app) as c:
+        assert c.get("/healthz").text == "ok"
+        store = app.state.endpoints.store
+        store.engine.dispose()
+        (site_root / ".masthead" / "masthead.db").write_bytes(b"not a database " * 1000)
+        for probe in ("/healthz", "/readyz"):
+            response = c.get(probe)
+            assert response.status_code == 503
+            assert response.text == "database unavailable"
+    assert "not a database" in caplog.text  # the operator's log has the reason
+
+
+# ---- logins -----------------------------------------------------------------------------
+
+
+def test_failed_logins_are_capped_across_addresses(site_root: Path) -> None:
+    """Each address stays under its own limit; together they hit the global one."""
+    from editor_kit import PASSWORD, csrf_of
+
+    app = create_app(site_root)
+    statuses = []
+    for n in range(30):
+        with TestClient(app, client=(f"10.0.{n // 250}.{n % 250 + 1}", 40000)) as c:
+            page = c.get("/admin/login")
+            response = c.post(
+                "/admin/login", data={"csrf": csrf_of(page.text), "password": f"guess {n}"}
+            )
+            statuses.append(response.status_code)
+    assert statuses[:20] == [401] * 20
+    assert statuses[-5:] == [429] * 5
+    # the right password waits too while the cap is reached (a guess would be no test)
+    with TestClient(app, client=("10.9.9.9", 40000)) as c:
+        page = c.get("/admin/login")
+        response = c.post("/admin/login", data={"csrf": csrf_of(page.text), "password": PASSWORD})
+        assert response.status_code == 429
+
+
+# ---- the Markdown preview ---------------------------------------------------------------
+
+
+def test_markdown_preview_refuses_a_huge_text(editor: TestClient) -> None:
+    from editor_kit import csrf_of
+
+    token = csrf_of(editor.get("/admin/").text)
+    response = editor.post(
+        "/admin/markdown-preview",
+        data={"body": "[" * 600_000, "slug": "2020-03"},
+        headers={"x-csrf-token": token},
+    )
+    assert response.status_code == 413
+    assert "too long to preview" in response.text
+    small = editor.post(
+        "/admin/markdown-preview",
+        data={"body": "*hello*", "slug": "2020-03"},
+        headers={"x-csrf-token": token},
+    )
+    assert small.status_code == 200 and "<em>hello</em>" in small.text
+
+
+async def _call(app, method: str, path: str, headers=(), body: bytes = b""):  # type: ignore[no-untyped-def]
+    """One request straight to the ASGI app, on the caller's event loop."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+        "client": ("127.0.0.1", 40000),
+        "server": ("t", 80),
+    }
+    sent = False
+    out: dict = {"body": b"", "headers": []}
+
+    async def receive():  # type: ignore[no-untyped-def]
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):  # type: ignore[no-untyped-def]
+        if message["type"] == "http.response.start":
+            out["status"] = message["status"]
+            out["headers"] = [(k.decode(), v.decode()) for k, v in message["headers"]]
+        elif message["type"] == "http.response.body":
+            out["body"] += message.get("body", b"")
+
+    await app(scope, receive, send)
+    return out
+
+
+def test_markdown_preview_does_not_block_other_requests(site_root: Path) -> None:
+    """A slow parse runs in a thread: a probe sent meanwhile answers at once."""
+    import time
+    from urllib.parse import urlencode
+
+    import anyio
+
+    from editor_kit import PASSWORD, csrf_of
+
+    app = create_app(site_root)
+    form = "application/x-www-form-urlencoded"
+
+    async def scenario() -> tuple[float, float]:
+        page = await _call(app, "GET", "/admin/login")
+        cookie = next(v for k, v in page["headers"] if k == "set-cookie").split(";")[0]
+        login = urlencode({"csrf": csrf_of(page["body"].decode()), "password": PASSWORD})
+        done = await _call(
+            app,
+            "POST",
+            "/admin/login",
+            [("cookie", cookie), ("content-type", form)],
+            login.encode(),
+        )
+        cookie = next(v for k, v in done["headers"] if k == "set-cookie").split(";")[0]
+        token = csrf_of((await _call(app, "GET", "/admin/", [("cookie", cookie)]))["body"].decode())
+        body = urlencode({"body": "[" * 190_000, "slug": "2020-03"}).encode()
+        timings: dict[str, float] = {}
+
+        start = time.perf_counter()
+
+        async def preview() -> None:
+            headers = [("cookie", cookie), ("x-csrf-token", token), ("content-type", form)]
+            answer = await _call(app, "POST", "/admin/markdown-preview", headers, body)
+            assert answer["status"] == 200
+            timings["preview"] = time.perf_counter() - start
+
+        async def probe() -> None:
+            await anyio.sleep(0.1)
+            assert (await _call(app, "GET", "/healthz"))["status"] == 200
+            timings["probe"] = time.perf_counter() - start  # answered, counted from the start
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(preview)
+            tg.start_soon(probe)
+        return timings["preview"], timings["probe"]
+
+    preview, probe = anyio.run(scenario)
+    assert preview > 0.4, "the parse is too fast to show anything on this machine"
+    assert probe < preview / 2  # the probe did not wait for the parse

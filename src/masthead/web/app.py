@@ -12,7 +12,8 @@ them):
 - ``GET  subscribe``: a sign-up form; ``POST subscribe`` (``email``, ``name``) creates a
   pending subscriber and sends the confirmation email; limited per IP address.
 - ``GET  /healthz``: liveness, for a proxy or an orchestrator: 200 ``ok`` when the
-  database answers, else 503 with the reason on one line.
+  database answers, else 503 ``database unavailable`` (the driver's error goes to the log,
+  never to the client: it can name hosts, users and paths).
 - ``GET  /readyz``: readiness: 200 ``ready`` only when the database answers, its schema is
   at :data:`masthead.store.LATEST` (neither behind nor ahead: an instance of another
   Masthead version must not take traffic) and the built site is present; else 503 with the
@@ -275,7 +276,7 @@ class Endpoints:
         try:
             await self._db(self._schema_version)
         except SQLAlchemyError as exc:
-            return _probe(503, f"database unavailable: {database_error_line(exc)}")
+            return _database_unavailable(exc)
         return _probe(200, "ok")
 
     async def readyz(self, request: Request) -> Response:
@@ -283,7 +284,7 @@ class Endpoints:
         try:
             version = await self._db(self._schema_version)
         except SQLAlchemyError as exc:
-            return _probe(503, f"database unavailable: {database_error_line(exc)}")
+            return _database_unavailable(exc)
         if version != LATEST:
             fix = "run `masthead db upgrade`" if version < LATEST else "upgrade Masthead"
             return _probe(
@@ -303,6 +304,12 @@ class Endpoints:
 
 def _limiter(threads: int) -> anyio.CapacityLimiter:
     return anyio.CapacityLimiter(threads)
+
+
+def _database_unavailable(exc: SQLAlchemyError) -> Response:
+    """503 without the driver's text (it can name hosts, users, paths): that goes to the log."""
+    log.error("probe: database unavailable: %s", database_error_line(exc))
+    return _probe(503, "database unavailable")
 
 
 def _probe(status_code: int, text: str) -> Response:

@@ -319,3 +319,32 @@ def test_markdown_preview_does_not_block_other_requests(site_root: Path) -> None
     preview, probe = anyio.run(scenario)
     assert preview > 0.4, "the parse is too fast to show anything on this machine"
     assert probe < preview / 2  # the probe did not wait for the parse
+
+
+# ---- the confirmation mail --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Win a prize at https://evil.example/claim now",
+        "Dear friend, visit evil.example and www.evil.example",
+        "=?utf-8?q?Admin?= <admin@evil.example>",
+        "x" * 200,
+    ],
+)
+def test_confirmation_mail_carries_no_name_of_the_signer(
+    site_root: Path, confirm_sink, name: str
+) -> None:
+    from conftest import point_smtp_at
+
+    point_smtp_at(site_root, confirm_sink.port)
+    with TestClient(create_app(site_root), base_url="https://bulletin.example.org") as c:
+        answer = c.post("/subscribe", data={"email": "victim@example.org", "name": name})
+        assert answer.status_code == 200
+    assert len(confirm_sink.received) == 1
+    raw = confirm_sink.received[0][2].as_string()
+    message = confirm_sink.received[0][2]
+    assert "evil" not in raw and "prize" not in raw and "x" * 50 not in raw
+    assert message["To"] == "victim@example.org"
+    assert "https://bulletin.example.org/confirm/" in message.get_content()

@@ -348,3 +348,71 @@ def test_confirmation_mail_carries_no_name_of_the_signer(
     assert "evil" not in raw and "prize" not in raw and "x" * 50 not in raw
     assert message["To"] == "victim@example.org"
     assert "https://bulletin.example.org/confirm/" in message.get_content()
+
+
+# ---- the sign-up form's timing ----------------------------------------------------------
+
+
+class _SlowSink:
+    """An SMTP server that takes 200 ms to accept each message, like a busy relay."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope) -> str:  # type: ignore[no-untyped-def]
+        import asyncio
+
+        await asyncio.sleep(0.2)
+        self.received.extend(envelope.rcpt_tos)
+        return "250 OK"
+
+
+def test_sign_up_answers_new_and_known_addresses_in_the_same_time(site_root: Path) -> None:
+    import statistics
+    import threading
+    import time
+
+    import uvicorn
+    from aiosmtpd.controller import Controller
+
+    import patient_http as http
+    from conftest import free_port, point_smtp_at
+    from masthead.content import load_publication
+    from masthead.store import open_store
+    from masthead.store import subscriber_list as subs
+
+    sink = _SlowSink()
+    smtp_port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    point_smtp_at(site_root, smtp_port)
+    store = open_store(load_publication(site_root))
+    known = subs.add(store, "known@example.org", source="import").subscriber
+    subs.confirm(store, known.id, ip=None)
+    app = create_app(site_root, subscribe_burst=100, subscribe_per_minute=1000)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        timings: dict[str, list[float]] = {"new": [], "known": []}
+        with http.Client(base_url=f"http://127.0.0.1:{port}") as client:  # one kept-alive
+            for n in range(6):
+                for kind, email in (("new", f"new{n}@example.org"), ("known", "known@example.org")):
+                    start = time.perf_counter()
+                    answer = client.post("/subscribe", data={"email": email})
+                    timings[kind].append(time.perf_counter() - start)
+                    assert answer.status_code == 200 and "we sent a link" in answer.text
+        new, old = statistics.median(timings["new"]), statistics.median(timings["known"])
+        assert new < 0.15 and old < 0.15, timings  # neither waits for the 200 ms relay
+        assert abs(new - old) < 0.1, timings
+        deadline = time.monotonic() + 20
+        while len(sink.received) < 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(sink.received) == sorted(f"new{n}@example.org" for n in range(6))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        controller.stop()

@@ -10,7 +10,8 @@ them):
 - ``GET  confirm/<id>/<token>``: a page with a button; ``POST`` confirms the subscription
   (recording the time and the IP address).
 - ``GET  subscribe``: a sign-up form; ``POST subscribe`` (``email``, ``name``) creates a
-  pending subscriber and sends the confirmation email; limited per IP address.
+  pending subscriber and sends the confirmation email after the answer has gone out (so a
+  new address and a known one are answered alike, in the same time); limited per IP address.
 - ``GET  /healthz``: liveness, for a proxy or an orchestrator: 200 ``ok`` when the
   database answers, else 503 ``database unavailable`` (the driver's error goes to the log,
   never to the client: it can name hosts, users and paths).
@@ -52,6 +53,7 @@ import anyio.to_thread
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -232,14 +234,22 @@ class Endpoints:
             reason = self.words["subscribe_invalid"].format(reason=exc.message)
             form_html = subscribe_form(action, self.words, email)
             return self.render("subscribe_title", [reason], form=form_html, status_code=400)
-        if result.needs_confirmation and await self._db(self._may_mail, result.subscriber.id):
-            try:
-                await run_in_threadpool(_send_one, self.pub, result.subscriber)
-            except MailError as exc:
-                log.error("confirmation email to #%s not sent: %s", result.subscriber.id, exc)
-                return PlainTextResponse("mail server unavailable", status_code=503)
-        # The same answer whether or not the address was on the list: nothing leaks.
-        return self._check_mail(result.subscriber.email)
+        # Both paths ask the database the same question, and neither waits for the mail
+        # server: the answer, its status and its timing are the same for a new address and
+        # for one already on the list (a prober learns nothing).
+        may_mail = await self._db(self._may_mail, result.subscriber.id)
+        response = self._check_mail(result.subscriber.email)
+        if result.needs_confirmation and may_mail:
+            response.background = BackgroundTask(self._send_confirmation, result.subscriber)
+        return response
+
+    async def _send_confirmation(self, subscriber: subs.Subscriber) -> None:
+        """Send the confirmation email after the answer has gone out; a failure is logged
+        (the reader can sign up again; ``masthead subscribers resend`` resends)."""
+        try:
+            await run_in_threadpool(_send_one, self.pub, subscriber)
+        except MastheadError as exc:
+            log.error("confirmation email to #%s not sent: %s", subscriber.id, exc.message)
 
     def _add(self, email: str, name: str, language: str | None, ip: str | None) -> subs.AddResult:
         with self.writes:

@@ -416,3 +416,30 @@ def test_sign_up_answers_new_and_known_addresses_in_the_same_time(site_root: Pat
         server.should_exit = True
         thread.join(timeout=20)
         controller.stop()
+
+
+def test_issue_toml_that_is_a_link_is_not_read(editor: TestClient, site_root: Path) -> None:
+    secret = _secret(site_root)
+    toml = site_root / "issues/2020-03/issue.toml"
+    toml.unlink()
+    os.symlink("../../.masthead/secret.key", toml)
+    page = editor.get("/admin/issues/2020-03")
+    assert secret.decode("latin-1") not in page.text
+    assert page.status_code in (400, 404)
+
+
+def test_restore_does_not_follow_a_trash_link(editor: TestClient, site_root: Path) -> None:
+    from editor_kit import csrf_of
+
+    outside = site_root.parent / "20200101-000000-0-stolen"
+    outside.mkdir()
+    (outside / "stolen.md").write_text("---\ntitle: Stolen\n---\n\nx\n", "utf-8")
+    trash = site_root / "issues/2020-03/.trash"
+    os.symlink(outside.parent, trash)
+    token = csrf_of(editor.get("/admin/issues/2020-03").text)
+    response = editor.post(
+        "/admin/issues/2020-03/restore",
+        data={"trash": "20200101-000000-0-stolen", "csrf": token},
+    )
+    assert response.status_code == 400
+    assert not (site_root / "issues/2020-03/stolen.md").exists()

@@ -184,6 +184,7 @@ def save_item(path: Path, meta: dict[str, Any], body: str, base_hash: str) -> st
 def _toml(folder: Path) -> Any:
     import tomlkit
 
+    refuse_link(folder, folder / "issue.toml")
     return tomlkit.parse((folder / "issue.toml").read_text("utf-8"))
 
 
@@ -296,9 +297,16 @@ def restore(folder: Path, trash_id: str) -> str:
     """Put a deleted item back where it was in the print order; returns its file name."""
     if not re.fullmatch(r"\d{8}-\d{6}-\d+-[A-Za-z0-9_-]+", trash_id):
         raise EditError("no such deleted item")
-    source = folder / TRASH / trash_id
-    if not source.is_dir():
+    trash = folder / TRASH
+    source = trash / trash_id
+    if trash.is_symlink() or source.is_symlink() or not source.is_dir():
         raise EditError("no such deleted item (restored already?)")
+    if any(f.is_symlink() or not f.is_file() for f in source.iterdir()):
+        raise LinkRefused(
+            f"{TRASH}/{trash_id} holds a link or a folder; the editor's app does not follow links",
+            path=source,
+            fix="restore the files by hand",
+        )
     position = int(trash_id.split("-")[2])
     stem = trash_id.split("-", 3)[3]
     name = f"{stem}.md"

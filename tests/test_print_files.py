@@ -75,3 +75,27 @@ def test_an_image_beside_the_item_still_prints(tmp_path: Path) -> None:
     build(root)
     pdfs = list((root / "_site").rglob("*.pdf"))
     assert pdfs and all(PRIVATE_SIZE in _image_sizes(pdf) for pdf in pdfs)
+
+
+@pytest.mark.parametrize(
+    ("svg", "reason"),
+    [
+        (
+            '<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
+            '"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">' + SVG.format(""),
+            "<!DOCTYPE",
+        ),
+        (SVG.format("<rect>"), "not well-formed XML"),
+        ('<svg width="1" height="1"/>', "root is not"),
+    ],
+)
+def test_a_refused_svg_is_named_in_a_warning(tmp_path: Path, svg: str, reason: str) -> None:
+    root = make_publication(tmp_path / "pub", items={"a.md": ITEM})
+    folder = root / "issues" / "2020-03"
+    (folder / "drawing.svg").write_text(svg, "utf-8")
+    (folder / "inline.svg").write_text(SVG.format(""), "utf-8")
+    report = build(root)
+    found = [w for w in report.warnings if "drawing.svg" in w]
+    assert len(found) == 1 and reason in found[0] and "a.md" in found[0], report.warnings
+    assert not (root / "_site" / "2020-03" / "drawing.svg").exists()
+    assert (root / "_site" / "2020-03" / "inline.svg").exists()

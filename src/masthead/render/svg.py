@@ -180,11 +180,21 @@ def _clean_element(el: Any) -> None:
 
 def clean_svg(data: bytes) -> bytes | None:
     """The SVG with only what a drawing needs (see the module docstring); None when the
-    file is not a well-formed SVG document, has a DOCTYPE or is larger than 20 MiB."""
+    file is not a well-formed SVG document, has a DOCTYPE or is larger than 20 MiB
+    (:func:`svg_refusal` says which)."""
+    return _clean(data)[0]
+
+
+def svg_refusal(data: bytes) -> str | None:
+    """Why :func:`clean_svg` refuses ``data`` (a phrase for a warning), or None."""
+    return _clean(data)[1]
+
+
+def _clean(data: bytes) -> tuple[bytes | None, str | None]:
     from lxml import etree
 
     if len(data) > MAX_SVG_BYTES:
-        return None
+        return None, f"it is larger than {MAX_SVG_BYTES // 1024 // 1024} MiB"
     parser = etree.XMLParser(
         resolve_entities=False,
         no_network=True,
@@ -196,19 +206,18 @@ def clean_svg(data: bytes) -> bytes | None:
     )
     try:
         root = etree.fromstring(data, parser)
-    except (etree.XMLSyntaxError, ValueError):
-        return None
+    except (etree.XMLSyntaxError, ValueError) as exc:
+        return None, f"it is not well-formed XML ({str(exc)[:200]})"
     tree = root.getroottree()
     if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
-        return None  # entity declarations: nothing a drawing needs, much an attacker wants
+        # entity declarations: nothing a drawing needs, much an attacker wants
+        return None, "it has a <!DOCTYPE …> line (delete that line and save it again)"
     if root.tag != f"{{{SVG_NS}}}svg":
-        return None
+        return None, f'its root is not <svg xmlns="{SVG_NS}">'
     holder = etree.Element("holder")  # so the root is cleaned like any other element
     holder.append(root)
     _clean_element(holder)
-    if len(holder) != 1:
-        return None
     root = holder[0]
     holder.remove(root)
     etree.cleanup_namespaces(root)
-    return etree.tostring(root, encoding="utf-8", xml_declaration=True)
+    return etree.tostring(root, encoding="utf-8", xml_declaration=True), None

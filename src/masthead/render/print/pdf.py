@@ -32,7 +32,7 @@ from typing import Any
 from ...errors import RenderError
 from ...i18n import catalogue, format_long_date, format_month_year
 from ...model import Issue, Item, Publication
-from ..svg import clean_svg
+from ..svg import clean_svg, svg_refusal
 
 PDF_STANDARDS = ("ua-1", "a-2b")
 """Standards the PDF is checked against: PDF/UA-1 (accessible) and PDF/A-2b (archival)."""
@@ -124,7 +124,7 @@ def _image_path(pub: Publication, item: Item, src: str) -> str | None:
         return _root_path(pub, path)
     cleaned = clean_svg(path.read_bytes())
     if cleaned is None:
-        return None  # shown as its alt text; the build warned about the file already
+        return None  # shown as its alt text; see svg_warnings
     copy = pub.state_dir / "print-images" / f"{hashlib.sha256(cleaned).hexdigest()[:32]}.svg"
     if not copy.is_file():
         copy.parent.mkdir(parents=True, exist_ok=True)
@@ -132,6 +132,29 @@ def _image_path(pub: Publication, item: Item, src: str) -> str | None:
         tmp.write_bytes(cleaned)
         tmp.replace(copy)
     return _root_path(pub, copy)
+
+
+def svg_warnings(issue: Issue) -> list[str]:
+    """A warning for each SVG image of the issue that :func:`clean_svg` refuses: it is left
+    out of the print and web editions alike (its alt text is shown)."""
+    from ...content.markdown import walk_blocks
+
+    warnings, seen = [], set()
+    for item in issue.items:
+        sources = [item.meta.image] if item.meta.image else []
+        sources += [b["src"] for b in walk_blocks(item.body) if b["type"] == "image"]
+        for src in sources:
+            path = item.path.parent / src
+            if not src.lower().endswith(".svg") or path in seen or not path.is_file():
+                continue
+            seen.add(path)
+            reason = svg_refusal(path.read_bytes())
+            if reason:
+                warnings.append(
+                    f"{item.path}: image {src!r} is left out of the print and web editions: "
+                    f"{reason}"
+                )
+    return warnings
 
 
 def _tree_with_paths(pub: Publication, item: Item, blocks: list[dict[str, Any]]) -> list[Any]:
@@ -249,7 +272,7 @@ def render_print_edition(
     import typst
 
     compiler = issue_compiler(pub, issue)
-    warnings: list[str] = []
+    warnings: list[str] = svg_warnings(issue)
     try:
         pdf = compiler.compile(format="pdf", pdf_standards=list(standards))
     except typst.TypstError as exc:

@@ -481,7 +481,7 @@ def _copy_images(issue: Issue, folder: Path | None) -> dict[str, str]:
         if path.suffix.lower() == ".svg":
             data = clean_svg(data)
             if data is None:
-                continue  # shown as its alt text; the build warned about the file already
+                continue  # shown as its alt text; the print stage warned (svg_warnings)
         rel = path.relative_to(root).as_posix()
         found[src] = rel
         if folder is not None:

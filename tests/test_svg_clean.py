@@ -79,6 +79,10 @@ PAYLOADS = {
     "image file xlink": '<image xlink:href="file:///etc/passwd" width="10" height="10"/>',
     "feImage file": '<filter id="f"><feImage href="../../private.png"/></filter>',
     "unknown element": '<handler ev:event="load">alert(1)</handler>',
+    "xml:base": (
+        '<a xml:base="javascript:alert(1)//" href="x">' + RECT + "</a>"
+        '<a xml:base="https://evil.example/" href="x">' + RECT + "</a>"
+    ),
     "processing instruction": '<?xml-stylesheet href="javascript:alert(1)"?>' + RECT,
 }
 
@@ -129,6 +133,7 @@ def assert_inert(cleaned: bytes) -> None:
             assert "@import" not in (el.text or "")
     assert b"alert" not in cleaned
     assert b"private.png" not in cleaned and b"etc/passwd" not in cleaned
+    assert b"xml:base" not in cleaned and b"evil" not in cleaned
 
 
 @pytest.mark.parametrize("name", list(PAYLOADS))

@@ -7,7 +7,8 @@ what a drawing needs:
 - elements of the SVG namespace from an allow-list (shapes, text, gradients, filters,
   ``<style>``); animation elements, ``<script>``, ``<foreignObject>`` and anything of another
   namespace are dropped with their content;
-- attributes without a namespace, plus ``xlink:href`` and ``xml:*``; never ``on*``;
+- attributes without a namespace, plus ``xlink:*``, ``xml:space`` and ``xml:lang``; never
+  ``on*``;
 - link targets (``href``, ``xlink:href``, ``src``) checked after removing every whitespace
   and control character (a browser drops them inside a URL: ``jav&#9;ascript:`` is
   ``javascript:``): an ``<a>`` keeps a plain http(s) URL, a ``#fragment`` or a relative path
@@ -110,7 +111,9 @@ def _local(name: str) -> tuple[str, str]:
 
 def _keep_attribute(tag: str, name: str, value: str) -> bool:
     ns, local = _local(name)
-    if ns not in ("", XLINK_NS, XML_NS) or local.lower().startswith("on"):
+    if local.lower().startswith("on") or ns not in ("", XLINK_NS, XML_NS):
+        return False
+    if ns == XML_NS and local not in ("space", "lang"):  # xml:base would re-aim every link
         return False
     if local.lower() in LINK_ATTRIBUTES:
         return tag == "a" or safe_resource(tag, value)  # an <a>'s link is judged whole

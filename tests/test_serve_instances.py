@@ -129,6 +129,15 @@ def events_of(root: Path, subscriber_id: int) -> list[tuple[str, str, str | None
     return [(e.action, e.source, e.ip) for e in subs.history(store_of(root), subscriber_id)]
 
 
+def wait_for_mail(sink, count: int, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait until ``sink`` holds ``count`` messages: the confirmation email is sent after the
+    sign-up is answered (so the answer takes the same time for a known address)."""
+    deadline = time.monotonic() + timeout
+    while len(sink.received) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # and no more come
+
+
 def local_path(url: str, pub_base: str = "https://bulletin.example.org") -> str:
     return url.removeprefix(pub_base)
 
@@ -144,6 +153,7 @@ def test_sign_up_confirm_unsubscribe_across_instances(
         headers={"X-Forwarded-For": "203.0.113.7"},
     )
     assert answer.status_code == 200 and "we sent a link to zoe@example.org" in answer.text
+    wait_for_mail(confirm_sink, 1)
     assert len(confirm_sink.received) == 1
     body = confirm_sink.received[0][2].get_content()
     link = re.search(r"https://bulletin\.example\.org(/confirm/(\d+)/\S+)", body)
@@ -219,6 +229,7 @@ def test_confirmation_mail_limit_holds_across_instances(
     for server in (a, b, a, b):
         answer = httpx.post(f"{server.base}/subscribe", data={"email": "victim@example.org"})
         assert answer.status_code == 200 and "we sent a link" in answer.text
+    wait_for_mail(confirm_sink, 2)
     assert len(confirm_sink.received) == 2
 
 

@@ -59,14 +59,17 @@ def smtp_connect(config: SmtpConfig) -> smtplib.SMTP:
 
 def confirmation_message(pub: Publication, subscriber: Subscriber) -> EmailMessage:
     """The confirmation email for one pending subscriber, built only with ``email``'s API
-    (names are cleaned and headers encoded by the library: nothing can inject a header)."""
+    (headers encoded by the library: nothing can inject a header). It carries no text the
+    person who signed up chose: not the name, so the form cannot mail words or links of a
+    stranger's to any address."""
     words = catalogue(subscriber.language or pub.config.language)
     sender = pub.config.email.from_
-    name = clean_name(subscriber.name)
+    # The name is left out: anyone can type any name (with links) for any address on the
+    # public form, and this mail goes to an address that has not agreed to anything yet.
     msg = EmailMessage()
     msg["From"] = sender
     local, _, domain = subscriber.email.rpartition("@")
-    msg["To"] = Address(display_name=name, username=local, domain=domain)
+    msg["To"] = Address(username=local, domain=domain)
     if pub.config.email.reply_to:
         msg["Reply-To"] = pub.config.email.reply_to
     msg["Subject"] = words["confirm_subject"].format(publication=clean_name(pub.config.name))
@@ -76,7 +79,7 @@ def confirmation_message(pub: Publication, subscriber: Subscriber) -> EmailMessa
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(
         words["confirm_body"].format(
-            name=f" {name}" if name else "",
+            name="",
             publication=pub.config.name,
             email=subscriber.email,
             link=confirm_url(pub, subscriber.id, subscriber.email),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import mimetypes
 import re
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,7 @@ from ..store import Store, open_store
 from ..store import subscriber_list as subs
 from . import files
 from .auth import Session, Sessions, configured_hash, csrf_ok, verify_password
+from .pages import FILE_HEADERS
 from .preview import PrintPreviews
 from .ratelimit import TokenBucket
 from .sending import Sends
@@ -59,6 +61,14 @@ ADMIN_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+FAILED_LOGINS_BURST = 20
+FAILED_LOGINS_PER_MINUTE = 10
+"""Wrong passwords accepted from all addresses together: 20 at once, then 10 a minute; past
+that every login waits (the editor too, for a minute or two: the price of a cap no number of
+addresses gets around)."""
+GLOBAL = "*"
+MAX_PREVIEW_BYTES = 200_000
+"""The largest Markdown the live preview renders (an item is a few thousand characters)."""
 STATUSES = ["pending", "active", "unsubscribed", "bounced", "complained", "suppressed"]
 
 Handler = Callable[..., Awaitable[Response]]
@@ -77,6 +87,9 @@ class Admin:
         pub = self.pub
         self.sessions = Sessions(pub)
         self.login_limit = TokenBucket(5, 5)  # 5 tries at once, then 5 a minute per address
+        # Failed logins from all addresses together: many addresses (a botnet, IPv6) each
+        # under the per-address limit could otherwise try ~5 passwords a minute apiece.
+        self.failed_logins = TokenBucket(FAILED_LOGINS_BURST, FAILED_LOGINS_PER_MINUTE)
         self.previews = PrintPreviews(self.root)
         self.sends = Sends(self.root)
         self.flashes: dict[str, list[tuple[str, str]]] = {}
@@ -187,7 +200,7 @@ class Admin:
                 error="The form was stale; please try again.",
             )
         ip = request.client.host if request.client else "?"
-        if not self.login_limit.allow(ip):
+        if not self.login_limit.allow(ip) or not self.failed_logins.peek(GLOBAL):
             return self.page(
                 request,
                 "login.html",
@@ -198,6 +211,7 @@ class Admin:
             )
         ok = await run_in_threadpool(verify_password, _field(form, "password"), stored)
         if not ok:
+            self.failed_logins.allow(GLOBAL)
             log.warning("failed editor login from %s", ip)
             return self.page(
                 request, "login.html", 401, title="Log in", next=next_url, error="Wrong password."
@@ -257,7 +271,14 @@ class Admin:
         pub = self.pub
         if slug not in pub.issue_slugs:
             raise files.NotFound(f"there is no issue {slug!r}", fix="the dashboard lists them")
-        return pub.issues_dir / slug
+        folder = pub.issues_dir / slug
+        if folder.is_symlink() or folder.resolve().parent != pub.issues_dir.resolve():
+            raise files.LinkRefused(
+                f"issue folder {slug}/ is a symbolic link; the editor's app does not follow links",
+                path=folder,
+                fix="replace the link by the folder itself",
+            )
+        return folder
 
     async def issue(self, request: Request) -> Response:
         folder = self._folder(request)
@@ -444,8 +465,19 @@ class Admin:
 
         form = request.state.form
         slug = _field(form, "slug")
-        html = render_blocks(parse_markdown(_field(form, "body")), _image_url(slug))
-        return HTMLResponse(str(html), headers=ADMIN_HEADERS)
+        body = _field(form, "body")
+        if len(body.encode("utf-8")) > MAX_PREVIEW_BYTES:
+            return PlainTextResponse(
+                f"the text is over {MAX_PREVIEW_BYTES // 1000} KB, too long to preview; "
+                "split it into several items",
+                status_code=413,
+                headers=ADMIN_HEADERS,
+            )
+
+        def render() -> str:  # parsing is CPU work: off the event loop, other requests go on
+            return str(render_blocks(parse_markdown(body), _image_url(slug)))
+
+        return HTMLResponse(await run_in_threadpool(render), headers=ADMIN_HEADERS)
 
     async def upload_image(self, request: Request) -> Response:
         folder = self._folder(request)
@@ -471,8 +503,6 @@ class Admin:
         return self.redirect(f"/admin/issues/{folder.name}/items/{name}")
 
     async def issue_file(self, request: Request) -> Response:
-        from starlette.responses import FileResponse
-
         folder = self._folder(request)
         name = request.path_params["file"]
         path = folder / name
@@ -480,10 +510,13 @@ class Admin:
             "/" in name
             or name.startswith(".")
             or path.suffix.lower() not in {".png", ".jpg", ".jpeg", ".gif", ".webp"}
-            or not path.is_file()
         ):
             return PlainTextResponse("not found", status_code=404)
-        return FileResponse(path, headers={"X-Content-Type-Options": "nosniff"})
+        data = await run_in_threadpool(files.read_own_file, folder, path)
+        if data is None:
+            return PlainTextResponse("not found", status_code=404)
+        media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return Response(data, media_type=media, headers=FILE_HEADERS)
 
     # ---- print preview -------------------------------------------------------------------
 

@@ -10,9 +10,11 @@ them):
 - ``GET  confirm/<id>/<token>``: a page with a button; ``POST`` confirms the subscription
   (recording the time and the IP address).
 - ``GET  subscribe``: a sign-up form; ``POST subscribe`` (``email``, ``name``) creates a
-  pending subscriber and sends the confirmation email; limited per IP address.
+  pending subscriber and sends the confirmation email after the answer has gone out (so a
+  new address and a known one are answered alike, in the same time); limited per IP address.
 - ``GET  /healthz``: liveness, for a proxy or an orchestrator: 200 ``ok`` when the
-  database answers, else 503 with the reason on one line.
+  database answers, else 503 ``database unavailable`` (the driver's error goes to the log,
+  never to the client: it can name hosts, users and paths).
 - ``GET  /readyz``: readiness: 200 ``ready`` only when the database answers, its schema is
   at :data:`masthead.store.LATEST` (neither behind nor ahead: an instance of another
   Masthead version must not take traffic) and the built site is present; else 503 with the
@@ -45,12 +47,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import anyio.to_thread
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -61,6 +64,7 @@ from ..content import load_publication
 from ..errors import MailError, MastheadError, SubscriberError
 from ..i18n import catalogue
 from ..model import Publication
+from ..render.web.site import CSP_SEARCH
 from ..store import (
     LATEST,
     Store,
@@ -72,7 +76,7 @@ from ..store import (
 )
 from ..store import subscriber_list as subs
 from ..store.tokens import check_token, token_issued, verify_secret
-from .pages import button_form, page, subscribe_form
+from .pages import FILE_HEADERS, button_form, page, subscribe_form
 from .ratelimit import TokenBucket
 from .writes import checkpoint_in_background, write_queue
 
@@ -230,14 +234,22 @@ class Endpoints:
             reason = self.words["subscribe_invalid"].format(reason=exc.message)
             form_html = subscribe_form(action, self.words, email)
             return self.render("subscribe_title", [reason], form=form_html, status_code=400)
-        if result.needs_confirmation and await self._db(self._may_mail, result.subscriber.id):
-            try:
-                await run_in_threadpool(_send_one, self.pub, result.subscriber)
-            except MailError as exc:
-                log.error("confirmation email to #%s not sent: %s", result.subscriber.id, exc)
-                return PlainTextResponse("mail server unavailable", status_code=503)
-        # The same answer whether or not the address was on the list: nothing leaks.
-        return self._check_mail(result.subscriber.email)
+        # Both paths ask the database the same question, and neither waits for the mail
+        # server: the answer, its status and its timing are the same for a new address and
+        # for one already on the list (a prober learns nothing).
+        may_mail = await self._db(self._may_mail, result.subscriber.id)
+        response = self._check_mail(result.subscriber.email)
+        if result.needs_confirmation and may_mail:
+            response.background = BackgroundTask(self._send_confirmation, result.subscriber)
+        return response
+
+    async def _send_confirmation(self, subscriber: subs.Subscriber) -> None:
+        """Send the confirmation email after the answer has gone out; a failure is logged
+        (the reader can sign up again; ``masthead subscribers resend`` resends)."""
+        try:
+            await run_in_threadpool(_send_one, self.pub, subscriber)
+        except MastheadError as exc:
+            log.error("confirmation email to #%s not sent: %s", subscriber.id, exc.message)
 
     def _add(self, email: str, name: str, language: str | None, ip: str | None) -> subs.AddResult:
         with self.writes:
@@ -274,7 +286,7 @@ class Endpoints:
         try:
             await self._db(self._schema_version)
         except SQLAlchemyError as exc:
-            return _probe(503, f"database unavailable: {database_error_line(exc)}")
+            return _database_unavailable(exc)
         return _probe(200, "ok")
 
     async def readyz(self, request: Request) -> Response:
@@ -282,7 +294,7 @@ class Endpoints:
         try:
             version = await self._db(self._schema_version)
         except SQLAlchemyError as exc:
-            return _probe(503, f"database unavailable: {database_error_line(exc)}")
+            return _database_unavailable(exc)
         if version != LATEST:
             fix = "run `masthead db upgrade`" if version < LATEST else "upgrade Masthead"
             return _probe(
@@ -304,16 +316,53 @@ def _limiter(threads: int) -> anyio.CapacityLimiter:
     return anyio.CapacityLimiter(threads)
 
 
+def _database_unavailable(exc: SQLAlchemyError) -> Response:
+    """503 without the driver's text (it can name hosts, users, paths): that goes to the log."""
+    log.error("probe: database unavailable: %s", database_error_line(exc))
+    return _probe(503, "database unavailable")
+
+
 def _probe(status_code: int, text: str) -> Response:
     return PlainTextResponse(text, status_code=status_code, headers=PROBE_HEADERS)
 
 
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP_SEARCH + "; frame-ancestors 'self'",
+    "X-Content-Type-Options": "nosniff",
+}
+"""The built pages' own policy (they carry it in a meta tag too), as a header."""
+ASSET_TYPES = ("text/html", "text/javascript", "application/javascript", "text/css")
+UNSANDBOXED = ("application/wasm", "application/pdf")
+"""Pagefind's worker script and WebAssembly need their scripts; a sandboxed PDF would not be
+shown by the browser's viewer."""
+
+
 class SiteFiles(StaticFiles):
-    """The built site; before the first build every path is a 404 (not a server error)."""
+    """The built site; before the first build every path is a 404 (not a server error).
+
+    Every response carries a Content-Security-Policy for its type (:data:`FILE_HEADERS`,
+    :data:`PAGE_HEADERS`); the redirect of a folder to its slash is relative, so it never
+    names the host the request claimed."""
 
     async def check_config(self) -> None:
         if self.directory is not None and Path(self.directory).is_dir():
             await super().check_config()
+
+    async def get_response(self, path: str, scope: Any) -> Response:
+        response = await super().get_response(path, scope)
+        if isinstance(response, RedirectResponse):
+            segment = scope["path"].rstrip("/").rsplit("/", 1)[-1]
+            query = scope.get("query_string", b"").decode("latin-1")
+            location = quote(segment) + "/" + (f"?{query}" if query else "")
+            return RedirectResponse(location or "./", status_code=response.status_code)
+        media = response.headers.get("content-type", "").split(";")[0].strip()
+        if media == "text/html":
+            response.headers.update(PAGE_HEADERS)
+        elif media.startswith(ASSET_TYPES) or media in UNSANDBOXED:
+            response.headers["X-Content-Type-Options"] = "nosniff"
+        else:
+            response.headers.update(FILE_HEADERS)
+        return response
 
 
 def _send_one(pub: Publication, subscriber: subs.Subscriber) -> None:

@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -78,16 +79,63 @@ def _write_atomic(path: Path, data: str) -> None:
     tmp.replace(path)
 
 
+class LinkRefused(EditError):
+    """A file of an issue folder is a symbolic link (or leads outside the folder)."""
+
+
+def own_file(folder: Path, path: Path) -> bool:
+    """Whether ``path`` is a regular file of ``folder`` itself: not a symbolic link, and,
+    with every link of its parents followed, still directly inside ``folder``. The app reads
+    and writes only such files: a link could lead to the secret key or any file the server
+    can read (the build refuses links the same way)."""
+    try:
+        if path.is_symlink() or folder.is_symlink():
+            return False
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, a loop, a name too long
+        return False
+    return real.parent == folder.resolve() and real.is_file()
+
+
+def refuse_link(folder: Path, path: Path) -> None:
+    """Raise :class:`LinkRefused` when ``path`` exists but is not :func:`own_file`."""
+    if (path.exists() or path.is_symlink()) and not own_file(folder, path):
+        raise LinkRefused(
+            f"{path.name} is a symbolic link or lies outside issue folder {folder.name}/; "
+            "the editor's app does not follow links",
+            path=path,
+            fix="replace the link by a copy of the file",
+        )
+
+
+def read_own_file(folder: Path, path: Path) -> bytes | None:
+    """The bytes of ``path`` when it is :func:`own_file` of ``folder``, else None; opened
+    without following a link, so one swapped in after the check is refused too."""
+    if not own_file(folder, path):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        return handle.read(MAX_IMAGE_BYTES + 1)
+
+
 def item_path(folder: Path, name: str) -> Path:
     """The item file ``name`` (``lead`` or ``lead.md``) inside ``folder``, refusing anything
-    that is not a plain item file name."""
+    that is not a plain item file name or is a link."""
     stem = name.removesuffix(".md")
     if not SLUG.match(stem) or "/" in stem or stem.startswith("."):
         raise EditError(f"{name!r} is not an item file name", fix="use letters, digits and -")
-    return folder / f"{stem}.md"
+    path = folder / f"{stem}.md"
+    refuse_link(folder, path)
+    return path
 
 
 def read_item(path: Path) -> ItemFile:
+    refuse_link(path.parent, path)
     text = path.read_text("utf-8")
     match = FRONT_MATTER.match(text)
     meta: dict[str, Any] = {}
@@ -136,6 +184,7 @@ def save_item(path: Path, meta: dict[str, Any], body: str, base_hash: str) -> st
 def _toml(folder: Path) -> Any:
     import tomlkit
 
+    refuse_link(folder, folder / "issue.toml")
     return tomlkit.parse((folder / "issue.toml").read_text("utf-8"))
 
 
@@ -248,9 +297,16 @@ def restore(folder: Path, trash_id: str) -> str:
     """Put a deleted item back where it was in the print order; returns its file name."""
     if not re.fullmatch(r"\d{8}-\d{6}-\d+-[A-Za-z0-9_-]+", trash_id):
         raise EditError("no such deleted item")
-    source = folder / TRASH / trash_id
-    if not source.is_dir():
+    trash = folder / TRASH
+    source = trash / trash_id
+    if trash.is_symlink() or source.is_symlink() or not source.is_dir():
         raise EditError("no such deleted item (restored already?)")
+    if any(f.is_symlink() or not f.is_file() for f in source.iterdir()):
+        raise LinkRefused(
+            f"{TRASH}/{trash_id} holds a link or a folder; the editor's app does not follow links",
+            path=source,
+            fix="restore the files by hand",
+        )
     position = int(trash_id.split("-")[2])
     stem = trash_id.split("-", 3)[3]
     name = f"{stem}.md"

@@ -17,6 +17,15 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 
+FILE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+    "X-Content-Type-Options": "nosniff",
+}
+"""Sent with every file that is not a page, a script or a stylesheet: an author's SVG (or a
+feed) opened by itself runs nothing, loads nothing and gets an opaque origin (``sandbox``),
+so even a script that got past :func:`masthead.render.svg.clean_svg` could not reach the
+site's cookies or ``/admin/``."""
+
 _STYLE = """
 body{font:1.05rem/1.5 system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;
 color:#1a1a1a;background:#fff}

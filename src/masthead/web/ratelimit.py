@@ -21,6 +21,13 @@ class TokenBucket:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def peek(self, key: str, *, now: float | None = None) -> bool:
+        """Whether ``key`` has a token left, without taking it."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.capacity, now))
+            return min(self.capacity, tokens + (now - last) * self.rate) >= 1.0
+
     def allow(self, key: str, *, now: float | None = None) -> bool:
         """Take one token for ``key``; False when its bucket is empty."""
         now = time.monotonic() if now is None else now

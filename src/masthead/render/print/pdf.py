@@ -13,11 +13,13 @@ The theme (``theme/masthead.typ``, or the publication's own) receives one JSON d
                 "signed", "letter_date", "body": [document tree]}]}
 
 Image paths are absolute within the Typst root, which is the publication folder: the theme
-can read nothing outside it.
+can read nothing outside it. Only images of the item's own issue folder are given, and an SVG
+only as its cleaned copy (it names no other file).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -30,6 +32,7 @@ from typing import Any
 from ...errors import RenderError
 from ...i18n import catalogue, format_long_date, format_month_year
 from ...model import Issue, Item, Publication
+from ..svg import clean_svg, svg_refusal
 
 PDF_STANDARDS = ("ua-1", "a-2b")
 """Standards the PDF is checked against: PDF/UA-1 (accessible) and PDF/A-2b (archival)."""
@@ -108,14 +111,59 @@ def _root_path(pub: Publication, path: Path) -> str:
     return "/" + path.resolve().relative_to(pub.root).as_posix()
 
 
+def _image_path(pub: Publication, item: Item, src: str) -> str | None:
+    """The Typst path of image ``src`` of ``item``, or None when it is not a file of the
+    item's issue folder. An SVG is given as its cleaned copy (:func:`clean_svg`, in
+    ``.masthead/print-images/``): Typst would otherwise load the files its ``<image>``
+    elements name, from anywhere under its root."""
+    folder = item.path.parent.resolve()
+    path = (item.path.parent / src).resolve()
+    if not path.is_relative_to(folder) or not path.is_file():
+        return None
+    if path.suffix.lower() != ".svg":
+        return _root_path(pub, path)
+    cleaned = clean_svg(path.read_bytes())
+    if cleaned is None:
+        return None  # shown as its alt text; see svg_warnings
+    copy = pub.state_dir / "print-images" / f"{hashlib.sha256(cleaned).hexdigest()[:32]}.svg"
+    if not copy.is_file():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        tmp = copy.with_name(f".{copy.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_bytes(cleaned)
+        tmp.replace(copy)
+    return _root_path(pub, copy)
+
+
+def svg_warnings(issue: Issue) -> list[str]:
+    """A warning for each SVG image of the issue that :func:`clean_svg` refuses: it is left
+    out of the print and web editions alike (its alt text is shown)."""
+    from ...content.markdown import walk_blocks
+
+    warnings, seen = [], set()
+    for item in issue.items:
+        sources = [item.meta.image] if item.meta.image else []
+        sources += [b["src"] for b in walk_blocks(item.body) if b["type"] == "image"]
+        for src in sources:
+            path = item.path.parent / src
+            if not src.lower().endswith(".svg") or path in seen or not path.is_file():
+                continue
+            seen.add(path)
+            reason = svg_refusal(path.read_bytes())
+            if reason:
+                warnings.append(
+                    f"{item.path}: image {src!r} is left out of the print and web editions: "
+                    f"{reason}"
+                )
+    return warnings
+
+
 def _tree_with_paths(pub: Publication, item: Item, blocks: list[dict[str, Any]]) -> list[Any]:
     """The body tree, images given their Typst path (or none when not a local file)."""
     out = []
     for block in blocks:
         block = dict(block)
         if block["type"] == "image":
-            local = item.path.parent / block["src"]
-            block["path"] = _root_path(pub, local) if local.is_file() else None
+            block["path"] = _image_path(pub, item, block["src"])
         elif block["type"] == "quote":
             block["children"] = _tree_with_paths(pub, item, block["children"])
         elif block["type"] == "list":
@@ -129,9 +177,10 @@ def item_data(
 ) -> dict[str, Any]:
     m = item.meta
     image = None
-    if m.image and (item.path.parent / m.image).is_file():
+    image_path = _image_path(pub, item, m.image) if m.image else None
+    if image_path is not None:
         image = {
-            "path": _root_path(pub, item.path.parent / m.image),
+            "path": image_path,
             "alt": m.image_alt or "",
             "caption": m.caption or "",
         }
@@ -223,7 +272,7 @@ def render_print_edition(
     import typst
 
     compiler = issue_compiler(pub, issue)
-    warnings: list[str] = []
+    warnings: list[str] = svg_warnings(issue)
     try:
         pdf = compiler.compile(format="pdf", pdf_standards=list(standards))
     except typst.TypstError as exc:

@@ -40,6 +40,7 @@ from ...i18n import (
     localize_digits,
 )
 from ...model import Issue, Item, Publication
+from ..svg import clean_svg
 from .tree import figure, href, render_blocks
 
 RTL_LANGUAGES = {"ar", "fa", "he", "ur", "ps", "sd", "ckb", "yi", "dv"}
@@ -480,45 +481,12 @@ def _copy_images(issue: Issue, folder: Path | None) -> dict[str, str]:
         if path.suffix.lower() == ".svg":
             data = clean_svg(data)
             if data is None:
-                continue  # shown as its alt text; the build warned about the file already
+                continue  # shown as its alt text; the print stage warned (svg_warnings)
         rel = path.relative_to(root).as_posix()
         found[src] = rel
         if folder is not None:
             write_file(folder / rel, data)
     return found
-
-
-SVG_NS = "http://www.w3.org/2000/svg"
-XLINK_NS = "http://www.w3.org/1999/xlink"
-_SVG_DROP = {"script", "foreignObject", "iframe", "embed", "object", "handler", "listener"}
-
-
-def clean_svg(data: bytes) -> bytes | None:
-    """An SVG without anything that runs: ``<img>`` never runs an SVG's scripts, but a
-    reader who opens the file itself would. Scripts, foreign HTML, event attributes and
-    script links are removed; a file that is not well-formed XML gives None."""
-    from xml.etree import ElementTree as ET
-
-    ET.register_namespace("", SVG_NS)
-    ET.register_namespace("xlink", XLINK_NS)
-    try:
-        root = ET.fromstring(data)
-    except ET.ParseError:
-        return None
-    for parent in root.iter():
-        for child in list(parent):
-            if not isinstance(child.tag, str) or child.tag.rsplit("}", 1)[-1] in _SVG_DROP:
-                parent.remove(child)
-    for el in root.iter():
-        for name in list(el.attrib):
-            local = name.rsplit("}", 1)[-1].lower()
-            value = el.attrib[name].strip().lower()
-            if local.startswith("on") or (
-                local in ("href", "src", "from", "to", "values")
-                and value.startswith(("javascript:", "data:", "vbscript:"))
-            ):
-                del el.attrib[name]
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
 def _item_view(pub: Publication, issue: Issue, item: Item, pages: list[int]) -> dict[str, Any]:

@@ -62,6 +62,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..content import load_publication
 from ..errors import MailError, MastheadError, SubscriberError
+from ..headers import MAX_NAME_LENGTH
 from ..i18n import catalogue
 from ..model import Publication
 from ..render.web.site import CSP_SEARCH
@@ -223,7 +224,7 @@ class Endpoints:
         except ValueError:
             return PlainTextResponse("too many form fields", status_code=400)
         email = (fields.get("email") or [""])[0].strip()[:320]
-        name = (fields.get("name") or [""])[0][:200]
+        name = (fields.get("name") or [""])[0][:MAX_NAME_LENGTH]
         language = (fields.get("language") or [""])[0][:35] or None
         trap = (fields.get("website") or [""])[0]
         if trap:  # the hidden field: a bot; say the usual thing, do nothing

@@ -283,6 +283,8 @@ BAD_DATES_TOML = [
     "2020-03-01T10:00:00Z",
     "2020-03-01 10:00:00+02:00",
     "2020-03-01T25:00:00",
+    "2020-03-01T10:00:00Zx",
+    "2020-02-30 # a comment",
     "10:00:00",
     '"2020-02-30"',
     '"March 2020"',
@@ -331,6 +333,16 @@ BAD_NUMBERS_TOML = [
     "[3]",
     "2020-03-01",
 ]
+
+
+def test_a_good_date_beside_a_toml_mistake_keeps_the_toml_message(tmp_path: Path) -> None:
+    root = make_publication(tmp_path)
+    (root / "issues/2020-03/issue.toml").write_text(
+        "volume = 1\nnumber = 2\ndate = 2020-03-01 oops\n"
+    )
+    result = CliRunner().invoke(main, ["build", str(root)])
+    assert result.exit_code == 1
+    assert "issue.toml:3: this is not valid TOML" in result.output
 
 
 @pytest.mark.parametrize("key", ["volume", "number"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,8 @@ def _not_toml(path: Path, exc: tomllib.TOMLDecodeError, line: int | None) -> Con
 
 
 # `key = 2020-02-30`: tomllib calls a date that is not in the calendar "invalid TOML"
-_TOML_DATE = re.compile(r"\s*(?P<key>[\w.\"'-]+)\s*=\s*(?P<value>\d{4}-\d{1,2}-\d{1,2}\S*)")
+_TOML_KEY = re.compile(r"\s*(?P<key>[\w.\"'-]+)\s*=")
+_TOML_DATE = re.compile(r"(?<![\w\"'.-])\d{4}-\d{1,2}-\d{1,2}[^\s,\]}]*")
 
 
 def _bad_date(path: Path, text: str, line: int | None) -> ConfigError | None:
@@ -89,10 +90,12 @@ def _bad_date(path: Path, text: str, line: int | None) -> ConfigError | None:
     lines = text.splitlines()
     if line is None or not 0 < line <= len(lines):
         return None
-    found = _TOML_DATE.match(lines[line - 1])
+    found = _TOML_DATE.search(lines[line - 1])  # also in an array: [2020-02-30]
     if found is None:
         return None
-    key, value = found.group("key").strip("\"'"), found.group("value")
+    setting = _TOML_KEY.match(lines[line - 1])
+    key = setting.group("key").strip("\"'") if setting else "date"
+    value = found.group()
     day = re.match(r"(\d{4})-(\d{1,2})-(\d{1,2})", value)
     assert day is not None  # the pattern above starts the same way
     try:
@@ -100,15 +103,27 @@ def _bad_date(path: Path, text: str, line: int | None) -> ConfigError | None:
     except ValueError as exc:  # month 13, 30 February
         reason = str(exc)
     else:
-        reason = "write it as YYYY-MM-DD, month and day with two digits"
-        if day.end() < len(value):
-            reason = "write the date alone, with no time"
+        reason = _date_form_problem(value, day.end())
+        if reason is None:  # a good date: the line's problem is something else
+            return None
     return ConfigError(
         f"`{shorten(key)}` is not a valid date: {excerpt(value)} ({reason})",
         path=path,
         line=line,
         fix=f"write a date as YYYY-MM-DD, with no quotes, e.g. {shorten(key)} = 2020-03-15",
     )
+
+
+def _date_form_problem(value: str, date_end: int) -> str | None:
+    """What is wrong with the form of ``value``, a real calendar day, if anything."""
+    if date_end != 10:
+        return "write it as YYYY-MM-DD, month and day with two digits"
+    if date_end < len(value):
+        try:
+            datetime.fromisoformat(value.replace("z", "Z"))
+        except ValueError:
+            return "not a valid time of day; an issue's date needs none"
+    return None
 
 
 def _huge_number(path: Path, text: str, model: type[BaseModel]) -> ConfigError:

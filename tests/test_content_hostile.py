@@ -441,3 +441,16 @@ def test_the_editor_saves_nothing_the_build_would_refuse(
     assert message in html.unescape(response.text)
     assert path.read_bytes() == before
     assert len(re.findall("x{200,}", response.text)) <= 1  # the form field, to edit; no more
+
+
+def test_front_matter_keys_do_not_steer_the_editors_issue_page(
+    editor: tuple[Path, TestClient],
+) -> None:
+    folder, client = editor
+    (folder / "a.md").write_text(
+        "---\ntitle: [not, text]\nname: 5\nerror: planted\nkind: {x: 1}\n---\n\nT.\n", "utf-8"
+    )
+    page = client.get("/admin/issues/2020-03")
+    assert page.status_code == 200
+    assert 'href="/admin/issues/2020-03/items/a"' in page.text
+    assert "planted" not in page.text

@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import difflib
 import re
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
+import annotated_types
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from .errors import ConfigError, ContentError, MastheadError
+from .errors import ConfigError, ContentError, MastheadError, excerpt, shorten
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -45,12 +48,68 @@ class Kind(StrEnum):
 
 KINDS = [k.value for k in Kind]
 
+_DATE_TEXT = re.compile(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})\s*")
+_DATE_AND_TIME_TEXT = re.compile(r"\s*\d{4}-\d{1,2}-\d{1,2}[Tt ]")
+
+
+def _not_a_date(value: Any, reason: str = "") -> PydanticCustomError:
+    return PydanticCustomError(
+        "calendar_date",
+        "not a valid date: {value}{reason}",
+        {"value": excerpt(value), "reason": f" ({reason})" if reason else ""},
+    )
+
+
+def _calendar_date(value: Any) -> date:
+    """A day of the calendar, from a TOML/YAML date or its text "YYYY-MM-DD"; a date with a
+    time, a number (not read as seconds since 1970), a flag or a list is refused."""
+    if isinstance(value, datetime):
+        raise _not_a_date(value.isoformat(), "it has a time of day; write the date alone")
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str):
+        raise _not_a_date(value)
+    match = _DATE_TEXT.fullmatch(value)
+    if match is None:
+        reason = (
+            "it has a time of day; write the date alone" if _DATE_AND_TIME_TEXT.match(value) else ""
+        )
+        raise _not_a_date(value, reason)
+    try:
+        return date(*(int(part) for part in match.groups()))
+    except ValueError as exc:  # month 13, 30 February
+        raise _not_a_date(value, str(exc)) from None
+
+
+def _not_whole(value: Any) -> PydanticCustomError:
+    return PydanticCustomError(
+        "whole_number", "not a whole number: {value}", {"value": excerpt(value)}
+    )
+
+
+def _whole_number(value: Any) -> Any:
+    """A whole number as written (or its digits as text); a flag (true is not 1), a fraction
+    and digits longer than any real count are refused before pydantic would convert them."""
+    if isinstance(value, bool | float):
+        raise _not_whole(value)
+    if isinstance(value, str):
+        if not re.fullmatch(r"\s*[+-]?\d{1,18}\s*", value):
+            raise _not_whole(value)
+        return int(value)
+    return value
+
+
+CalendarDate = Annotated[date, BeforeValidator(_calendar_date)]
+"""A date without a time: 2020-03-15."""
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+"""An integer, written as one (not true, not 2.5)."""
+
 
 def _http_url(value: str | None, field: str) -> str | None:
     if value is None or value == "":
         return None
     if not re.match(r"^https?://[^\s/$.?#][^\s]*$", value, re.IGNORECASE):
-        raise ValueError(f"{field} must be an http:// or https:// address, got {value!r}")
+        raise ValueError(f"{field} must be an http:// or https:// address, got {excerpt(value)}")
     return value
 
 
@@ -107,7 +166,9 @@ class EmailConfig(_Schema):
 
         _, addr = parseaddr(v)
         if "@" not in addr or any(c in v for c in "\r\n"):
-            raise ValueError(f'expected an address such as "Name <me@example.org>", got {v!r}')
+            raise ValueError(
+                f'expected an address such as "Name <me@example.org>", got {excerpt(v)}'
+            )
         return v
 
 
@@ -116,7 +177,7 @@ class SmtpConfig(_Schema):
 
     host: str = "127.0.0.1"
     """The SMTP server's host name or address."""
-    port: int = Field(default=25, ge=1, le=65535)
+    port: WholeNumber = Field(default=25, ge=1, le=65535)
     """The SMTP server's port: 25 for a local relay (the default), 587 for submission with
     "starttls", 465 for "tls"."""
     security: Literal["none", "starttls", "tls"] = "none"
@@ -126,13 +187,13 @@ class SmtpConfig(_Schema):
     """User name for SMTP authentication; empty: no authentication."""
     password_env: str = "MASTHEAD_SMTP_PASSWORD"
     """The environment variable that holds the SMTP password (never written in the file)."""
-    rate_per_minute: int = Field(default=0, ge=0)
+    rate_per_minute: WholeNumber = Field(default=0, ge=0)
     """At most this many messages in any 60-second window, counted across every sender of
     the database (all ``--worker`` processes on all machines); 0: no limit."""
-    rate_per_domain_per_minute: int = Field(default=0, ge=0)
+    rate_per_domain_per_minute: WholeNumber = Field(default=0, ge=0)
     """At most this many messages per recipient domain in any 60-second window, per sender
     process; 0: no limit."""
-    concurrency: int = Field(default=4, ge=1, le=64)
+    concurrency: WholeNumber = Field(default=4, ge=1, le=64)
     """How many SMTP connections each sender process keeps open."""
     lease_seconds: float = Field(default=60.0, ge=5)
     """A sender holds the messages it claimed for this long, renewing the claim as it
@@ -177,12 +238,12 @@ class ServeConfig(_Schema):
             except ValueError:
                 raise ValueError(
                     f'expected IP addresses or networks such as "10.0.0.5" or "10.0.0.0/8", '
-                    f"got {entry!r}"
+                    f"got {excerpt(entry)}"
                 ) from None
             if "/" in entry and str(network) != entry:  # uvicorn would never match it
                 address = entry.partition("/")[0]
                 raise ValueError(
-                    f"{entry!r} is neither an address nor a network: write the network "
+                    f"{excerpt(entry)} is neither an address nor a network: write the network "
                     f'"{network}" or the address "{address}"'
                 )
         return v
@@ -221,7 +282,7 @@ class PublicationConfig(_Schema):
     """The main language as a BCP 47 tag ("en", "fr", "fa"): dates, hyphenation, theme words."""
     paper: Literal["a4", "us-letter"] = "a4"
     """Paper size of the print edition: "a4" or "us-letter"."""
-    columns: int = Field(default=2, ge=1, le=4)
+    columns: WholeNumber = Field(default=2, ge=1, le=4)
     """Number of text columns on a printed page (1 to 4)."""
     base_url: str = "https://example.org/"
     """Where the web edition is published; links in feeds and emails are built from it."""
@@ -292,7 +353,8 @@ class PublicationConfig(_Schema):
             and self.language != self.languages[0]
         ):
             raise ValueError(
-                f"language is {self.language!r} but languages starts with {self.languages[0]!r}; "
+                f"language is {excerpt(self.language)} but languages starts with "
+                f"{excerpt(self.languages[0])}; "
                 "the first of `languages` is the main language"
             )
         if self.languages and self.language != self.languages[0]:
@@ -302,8 +364,8 @@ class PublicationConfig(_Schema):
         unknown = set(self.translations) - set(self.languages[1:])
         if unknown:
             raise ValueError(
-                f"[translations.{sorted(unknown)[0]}] names a language not in `languages` "
-                f"after the main one ({self.languages})"
+                f"[translations.{shorten(sorted(unknown)[0])}] names a language not in "
+                f"`languages` after the main one ({excerpt(self.languages)})"
             )
         return self
 
@@ -317,18 +379,25 @@ class PublicationConfig(_Schema):
     @classmethod
     def _language(cls, v: str) -> str:
         if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", v):
-            raise ValueError(f'language must be a BCP 47 tag such as "en" or "fa", got {v!r}')
+            raise ValueError(
+                f'language must be a BCP 47 tag such as "en" or "fa", got {excerpt(v)}'
+            )
         return v
+
+
+MAX_VOLUME = 9999
+MAX_NUMBER = 999_999
 
 
 class IssueConfig(_Schema):
     """``issues/<slug>/issue.toml``: one numbered issue."""
 
-    volume: int = Field(ge=1)
-    """Volume number (an integer, 1 or more)."""
-    number: int = Field(ge=1)
-    """Issue number (an integer, 1 or more); many periodicals count on across volumes."""
-    date: date
+    volume: WholeNumber = Field(ge=1, le=MAX_VOLUME)
+    """Volume number (a whole number from 1 to 9999)."""
+    number: WholeNumber = Field(ge=1, le=MAX_NUMBER)
+    """Issue number (a whole number from 1 to 999999); many periodicals count on across
+    volumes."""
+    date: CalendarDate
     """The issue's date, a TOML date such as 2020-03-01 (no quotes)."""
     title: str | None = None
     """An optional title for the issue, e.g. "Special issue on water"."""
@@ -349,7 +418,7 @@ class ItemFrontMatter(_Schema):
     """The outlet a reprint or excerpt comes from, e.g. "The Valley Post"."""
     source_url: str | None = None
     """The address of the original article (http:// or https://)."""
-    published: date | None = None
+    published: CalendarDate | None = None
     """When the original was published (a reprint's or excerpt's date; a letter's date)."""
     summary: str | None = None
     """A one- or two-sentence summary, used in contents, feeds and emails."""
@@ -399,39 +468,85 @@ def find_key_line(text: str, key: str, *, sep: str = "=", table: str | None = No
     return None
 
 
-def _describe(error: dict[str, Any], model: type[BaseModel]) -> tuple[str, str | None, str]:
-    """(message, fix, key) for one pydantic error."""
+def _field_at(model: type[BaseModel], loc: list[str]) -> Any:
+    """The field at ``loc`` (e.g. ``["smtp", "port"]``), or None when it is not a field."""
+    parent: Any = model
+    field = None
+    for part in loc:
+        if not (isinstance(parent, type) and issubclass(parent, BaseModel)):
+            return None
+        field = parent.model_fields.get(part)
+        if field is None:
+            return None
+        parent = field.annotation
+    return field
+
+
+def _parent_model(model: type[BaseModel], loc: list[str]) -> type[BaseModel]:
+    """The model holding the last key of ``loc``, through sub-tables and ``dict`` tables
+    (``translations.<lang>``)."""
+    parent: type[BaseModel] = model
+    for part in loc:
+        field = parent.model_fields.get(part)
+        if field is None:
+            continue  # a dict's own key, such as the language of [translations.fa]
+        for candidate in (field.annotation, *get_args(field.annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                parent = candidate
+    return parent
+
+
+def number_rule(model: type[BaseModel], loc: list[str]) -> str | None:
+    """ "volume must be a whole number between 1 and 9999" for an integer key, else None."""
+    field = _field_at(model, loc)
+    if field is None or field.annotation is not int:
+        return None
+    low = next((m.ge for m in field.metadata if isinstance(m, annotated_types.Ge)), None)
+    high = next((m.le for m in field.metadata if isinstance(m, annotated_types.Le)), None)
+    name = loc[-1]
+    if low is not None and high is not None:
+        return f"{name} must be a whole number between {low} and {high}"
+    if low is not None:
+        return f"{name} must be a whole number, {low} or more"
+    return f"{name} must be a whole number"
+
+
+def _describe(
+    error: dict[str, Any], model: type[BaseModel], sep: str = "="
+) -> tuple[str, str | None, str]:
+    """(message, fix, key) for one pydantic error; the message quotes no more of the input
+    than an excerpt."""
     loc = [str(p) for p in error["loc"] if not isinstance(p, int)]
     key = ".".join(loc) or "(top level)"
+    shown = shorten(key)
     kind = error["type"]
     if kind == "extra_forbidden":
-        parent: type[BaseModel] = model
-        for part in loc[:-1]:
-            annotation = parent.model_fields[part].annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                parent = annotation
-        known = list(parent.model_fields)
-        close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+        known = list(_parent_model(model, loc[:-1]).model_fields)
+        close = difflib.get_close_matches(shorten(loc[-1], 100), known, n=1, cutoff=0.6)
         fix = f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(known)}"
-        return f"unknown key `{key}`", fix, key
+        return f"unknown key `{shown}`", fix, key
     if kind == "missing":
-        return f"`{key}` is required but missing", f"add `{key}`", key
+        return f"`{shown}` is required but missing", f"add `{shown}`", key
     if kind == "enum" and loc and loc[-1] == "kind":
         return (
-            f"unknown kind {error.get('input')!r}",
+            f"unknown kind {excerpt(error.get('input'))}",
             f"use one of: {', '.join(KINDS)}",
             key,
         )
-    if kind.startswith("date"):
+    if kind == "calendar_date" or kind.startswith("date"):
+        ctx = error.get("ctx", {}) if kind == "calendar_date" else {}
+        value = ctx.get("value") or excerpt(error.get("input"))
+        reason = ctx.get("reason", "")
+        example = f"{loc[-1]}{sep} 2020-03-15" if sep == ":" else f"{loc[-1]} = 2020-03-15"
         return (
-            f"`{key}` is not a valid date: {error.get('input')!r}",
-            "write a date as YYYY-MM-DD, e.g. 2020-03-01",
+            f"`{shown}` is not a valid date: {value}{reason}",
+            f"write a date as YYYY-MM-DD, e.g. {example}",
             key,
         )
     message = error["msg"].removeprefix("Value error, ")
     if not loc:  # a rule across several keys
         return message, None, ""
-    return f"`{key}`: {message}", None, key
+    return f"`{shown}`: {message}", number_rule(model, loc), key
 
 
 def validate(
@@ -455,10 +570,11 @@ def validate(
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        message, fix, key = _describe(first, model)
+        message, fix, key = _describe(first, model, sep)
         parts = key.split(".")
         table = ".".join(parts[:-1]) if sep == "=" and len(parts) > 1 else None
         line = find_key_line(text, parts[-1], sep=sep, table=table) if key else None
+        message = shorten(message, 500)  # every part is bounded; this bounds their sum
         more = len(exc.errors()) - 1
         if more:
             message += f" (and {more} more problem{'s' if more > 1 else ''})"

@@ -6,7 +6,35 @@ nothing else is caught, so a bug still shows its traceback.
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
+
+EXCERPT_CHARS = 80
+"""The most of an input value an error message quotes: a hostile file must not make its
+error message (or the page showing it) as large as itself."""
+
+_short_repr = reprlib.Repr()
+# containers are shown a few levels and entries deep: nested lists sharing parts (as YAML
+# aliases make them) would otherwise be walked in full
+_short_repr.maxlevel, _short_repr.maxlist, _short_repr.maxdict = 2, 4, 4
+_short_repr.maxstring = _short_repr.maxother = EXCERPT_CHARS
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """``repr(value)`` cut to at most ``limit`` characters, an ellipsis marking the cut."""
+    if isinstance(value, str):
+        text = repr(value[: limit + 1])  # never quote (or even copy) more than we show
+    elif isinstance(value, int) and value.bit_length() > 10_000:
+        # Python refuses to write out an integer of more than 4300 digits
+        text = f"a number of about {int(value.bit_length() * 0.30103)} digits"
+    else:
+        text = _short_repr.repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shorten(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """``text`` itself (a key, a name) cut to at most ``limit`` characters."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class MastheadError(Exception):

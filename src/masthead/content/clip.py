@@ -28,11 +28,18 @@ from urllib.parse import urljoin, urlsplit
 
 import yaml
 
-from ..errors import ClipError, FetchError, IssueNotFound
+from ..errors import ClipError, ContentError, FetchError, IssueNotFound
 from ..model import Publication
 from .fetch import MAX_BYTES, TIMEOUT, fetch
+from .front_matter import parse_front_matter
 from .html_markdown import count_words, html_to_markdown, text_pieces
-from .loader import FRONT_MATTER, item_files, load_issue_config, load_publication
+from .loader import (
+    FRONT_MATTER,
+    item_files,
+    load_issue_config,
+    load_publication,
+    read_text,
+)
 
 KINDS = ("reprint", "excerpt")
 EXCERPT_WORDS = 150
@@ -693,10 +700,10 @@ def find_clipped(pub: Publication, url: str) -> list[Path]:
         if not folder.is_dir():
             continue
         for path in item_files(folder):
-            match = FRONT_MATTER.match(path.read_text("utf-8", errors="replace"))
             try:
-                data = yaml.safe_load(match.group(1)) if match else None
-            except yaml.YAMLError:
+                match = FRONT_MATTER.match(read_text(path))
+                data = parse_front_matter(match.group(1), path=path) if match else None
+            except ContentError:  # not ours to judge here: the build names what is wrong
                 continue
             other = data.get("source_url") if isinstance(data, dict) else None
             if isinstance(other, str) and normalise_url(other) == target:

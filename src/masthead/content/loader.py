@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
+from pydantic import BaseModel
 
-from ..config import IssueConfig, ItemFrontMatter, PublicationConfig, validate
-from ..errors import ConfigError, ContentError, IssueNotFound, PublicationNotFound
+from ..config import IssueConfig, ItemFrontMatter, PublicationConfig, number_rule, validate
+from ..errors import (
+    ConfigError,
+    ContentError,
+    IssueNotFound,
+    PublicationNotFound,
+    excerpt,
+    shorten,
+)
 from ..model import Issue, Item, Publication
+from .front_matter import parse_front_matter
 from .markdown import parse_markdown, walk_blocks
 
 MAX_ITEM_BYTES = 2 * 1024 * 1024
@@ -49,19 +58,99 @@ def read_text(path: Path, *, limit: int = MAX_ITEM_BYTES) -> str:
         ) from None
 
 
-def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
+def _read_toml(path: Path, model: type[BaseModel]) -> tuple[dict[str, Any], str]:
     text = read_text(path, limit=1024 * 1024)
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"\(at line (\d+)", str(exc))
-        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
-        raise ConfigError(
-            f"this is not valid TOML: {message}",
+        line = int(match.group(1)) if match else None
+        raise _bad_date(path, text, line) or _not_toml(path, exc, line) from None
+    except ValueError:  # tomllib lets int()'s digit limit (sys.get_int_max_str_digits) out
+        raise _huge_number(path, text, model) from None
+
+
+def _not_toml(path: Path, exc: tomllib.TOMLDecodeError, line: int | None) -> ConfigError:
+    message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+    return ConfigError(
+        f"this is not valid TOML: {shorten(message, 200)}",
+        path=path,
+        line=line,
+        fix='check quotes and brackets; strings need quotes, e.g. name = "Bulletin"',
+    )
+
+
+# `key = 2020-02-30`: tomllib calls a date that is not in the calendar "invalid TOML"
+_TOML_KEY = re.compile(r"\s*(?P<key>[\w.\"'-]+)\s*=")
+_TOML_DATE = re.compile(r"(?<![\w\"'.-])\d{4}-\d{1,2}-\d{1,2}[^\s,\]}]*")
+
+
+def _bad_date(path: Path, text: str, line: int | None) -> ConfigError | None:
+    """The error for a date on ``line`` that is not a date of the calendar, if it is one."""
+    lines = text.splitlines()
+    if line is None or not 0 < line <= len(lines):
+        return None
+    found = _TOML_DATE.search(lines[line - 1])  # also in an array: [2020-02-30]
+    if found is None:
+        return None
+    setting = _TOML_KEY.match(lines[line - 1])
+    key = setting.group("key").strip("\"'") if setting else "date"
+    value = found.group()
+    day = re.match(r"(\d{4})-(\d{1,2})-(\d{1,2})", value)
+    assert day is not None  # the pattern above starts the same way
+    try:
+        date(*(int(part) for part in day.groups()))
+    except ValueError as exc:  # month 13, 30 February
+        reason = str(exc)
+    else:
+        reason = _date_form_problem(value, day.end())
+        if reason is None:  # a good date: the line's problem is something else
+            return None
+    return ConfigError(
+        f"`{shorten(key)}` is not a valid date: {excerpt(value)} ({reason})",
+        path=path,
+        line=line,
+        fix=f"write a date as YYYY-MM-DD, with no quotes, e.g. {shorten(key)} = 2020-03-15",
+    )
+
+
+def _date_form_problem(value: str, date_end: int) -> str | None:
+    """What is wrong with the form of ``value``, a real calendar day, if anything."""
+    if date_end != 10:
+        return "write it as YYYY-MM-DD, month and day with two digits"
+    if date_end < len(value):
+        try:
+            datetime.fromisoformat(value.replace("z", "Z"))
+        except ValueError:
+            return "not a valid time of day; an issue's date needs none"
+    return None
+
+
+def _huge_number(path: Path, text: str, model: type[BaseModel]) -> ConfigError:
+    """The error for an integer too long for Python to read: its key, line and bounds."""
+    table: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = re.match(r"\s*\[+\s*([^\[\]]+?)\s*\]", line)
+        if header:
+            table = [part.strip().strip("\"'") for part in header.group(1).split(".")]
+        digits = re.search(r"[0-9][0-9_]{999,}", line)
+        if digits is None:
+            continue
+        setting = re.match(r"\s*([\w\"'-]+)\s*=", line)
+        key = [*table, setting.group(1).strip("\"'")] if setting else table
+        shown = shorten(".".join(key)) or "a value"
+        count = sum(c.isdigit() for c in digits.group())
+        return ConfigError(
+            f"`{shown}` is a number {count} digits long: {excerpt(digits.group(), 40)}",
             path=path,
-            line=int(match.group(1)) if match else None,
-            fix='check quotes and brackets; strings need quotes, e.g. name = "Bulletin"',
-        ) from None
+            line=number,
+            fix=number_rule(model, key) or "write a whole number of a sensible size",
+        )
+    return ConfigError(
+        "a number in this file is too long to read",
+        path=path,
+        fix="write whole numbers of a sensible size",
+    )
 
 
 def load_publication(root: Path | str) -> Publication:
@@ -74,7 +163,7 @@ def load_publication(root: Path | str) -> Publication:
             path=root,
             fix="run `masthead init DIR` to start one, or pass the publication's folder",
         )
-    data, text = _read_toml(config_path)
+    data, text = _read_toml(config_path, PublicationConfig)
     config = validate(PublicationConfig, data, path=config_path, text=text)
     issues_dir = root / "issues"
     slugs = (
@@ -90,7 +179,7 @@ def issue_dir(pub: Publication, slug: str) -> Path:
     if slug not in pub.issue_slugs:
         known = ", ".join(pub.issue_slugs) or "none yet"
         raise IssueNotFound(
-            f"no issue {slug!r} in {pub.issues_dir}",
+            f"no issue {excerpt(slug)} in {pub.issues_dir}",
             fix=f"issues here: {known}; `masthead new-issue` starts one",
         )
     return path
@@ -98,7 +187,7 @@ def issue_dir(pub: Publication, slug: str) -> Path:
 
 def load_issue_config(pub: Publication, slug: str) -> IssueConfig:
     path = issue_dir(pub, slug) / "issue.toml"
-    data, text = _read_toml(path)
+    data, text = _read_toml(path, IssueConfig)
     return validate(IssueConfig, data, path=path, text=text)
 
 
@@ -156,7 +245,7 @@ def _ordered_items(folder: Path, config: IssueConfig) -> list[Path]:
                 )
                 names = ", ".join(p.name for p in available) or "none"
                 raise ConfigError(
-                    f"`items` names {entry!r}, but there is no such file in {folder.name}/",
+                    f"`items` names {excerpt(entry)}, but there is no such file in {folder.name}/",
                     path=toml_path,
                     line=line,
                     fix=f"correct or remove the entry; item files here: {names}",
@@ -194,18 +283,7 @@ def load_item(path: Path, warnings: list[str], *, slug: str | None = None) -> It
             line=1,
             fix="add at the top:\n---\ntitle: Your title\n---",
         )
-    try:
-        data = yaml.safe_load(match.group(1))
-    except yaml.YAMLError as exc:
-        # where the broken construct began (an unclosed [ or quote) is where to look
-        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ContentError(
-            f"the front matter is not valid YAML: {problem}",
-            path=path,
-            line=(mark.line + 2) if mark else None,
-            fix="write one `key: value` per line; quote a value that holds a colon",
-        ) from None
+    data = parse_front_matter(match.group(1), path=path)
     meta = validate(
         ItemFrontMatter, data or {}, path=path, text=match.group(1), line_offset=1, sep=":"
     )
@@ -231,34 +309,38 @@ def _check_images(
     for src, alt, line in images:
         if re.match(r"^[a-z][a-z0-9+.-]*:", src, re.I):
             warnings.append(
-                f"{path}:{line}: image {src!r} is a web address; only images beside the item "
-                "are printed (download it next to the item)"
+                f"{path}:{line}: image {excerpt(src)} is a web address; only images beside the "
+                "item are printed (download it next to the item)"
             )
             continue
-        target = (folder / src).resolve()
+        try:
+            target = (folder / src).resolve()
+            present = target.is_file()
+        except OSError:  # a name longer than the system allows, a loop of links
+            target, present = folder / "?", False
         if not target.is_relative_to(folder.resolve()):
             raise ContentError(
-                f"image {src!r} lies outside the issue folder",
+                f"image {excerpt(src)} lies outside the issue folder",
                 path=path,
                 line=line,
                 fix="put the image beside the item and name it without ../",
             )
-        if not target.is_file():
+        if not present:
             raise ContentError(
-                f"image {src!r} not found in {folder.name}/",
+                f"image {excerpt(src)} not found in {folder.name}/",
                 path=path,
                 line=line,
                 fix="add the file beside the item, or correct its name",
             )
         if target.suffix.lower() not in IMAGE_SUFFIXES:
             raise ContentError(
-                f"image {src!r} is not a PNG, JPEG, GIF, SVG or WebP file",
+                f"image {excerpt(src)} is not a PNG, JPEG, GIF, SVG or WebP file",
                 path=path,
                 line=line,
                 fix="convert it to PNG or JPEG",
             )
         if not (alt or "").strip():
             warnings.append(
-                f"{path}:{line}: image {src!r} has no alt text; describe it for readers who "
+                f"{path}:{line}: image {excerpt(src)} has no alt text; describe it for readers who "
                 "cannot see it (image_alt: … or ![what it shows](file))"
             )

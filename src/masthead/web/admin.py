@@ -287,7 +287,16 @@ class Admin:
         for name in files.print_order(folder):
             try:
                 item = files.read_item(folder / name)
-                items.append({"name": name, "title": item.meta.get("title") or name, **item.meta})
+                # only what the list shows, as text: front matter is the author's, so a
+                # `name:` key or a list for a title must not steer or break the page
+                title, kind = item.meta.get("title"), item.meta.get("kind")
+                items.append(
+                    {
+                        "name": name,
+                        "title": title if isinstance(title, str) and title else name,
+                        "kind": kind if isinstance(kind, str) else None,
+                    }
+                )
             except Exception as exc:  # a broken file must not hide the others
                 items.append({"name": name, "title": name, "error": str(exc)})
         problem = None

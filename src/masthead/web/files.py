@@ -26,8 +26,9 @@ from typing import Any
 import yaml
 
 from ..config import ItemFrontMatter, validate
-from ..content.loader import FRONT_MATTER, SLUG, item_files
-from ..errors import MastheadError
+from ..content.front_matter import parse_front_matter
+from ..content.loader import FRONT_MATTER, MAX_ITEM_BYTES, SLUG, item_files, read_text
+from ..errors import ContentError, MastheadError, excerpt
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 """The largest image the editor accepts (10 MiB)."""
@@ -127,23 +128,29 @@ def item_path(folder: Path, name: str) -> Path:
     """The item file ``name`` (``lead`` or ``lead.md``) inside ``folder``, refusing anything
     that is not a plain item file name or is a link."""
     stem = name.removesuffix(".md")
-    if not SLUG.match(stem) or "/" in stem or stem.startswith("."):
-        raise EditError(f"{name!r} is not an item file name", fix="use letters, digits and -")
+    if len(stem) > 200 or not SLUG.match(stem) or "/" in stem or stem.startswith("."):
+        raise EditError(
+            f"{excerpt(name)} is not an item file name", fix="use letters, digits and -"
+        )
     path = folder / f"{stem}.md"
     refuse_link(folder, path)
     return path
 
 
 def read_item(path: Path) -> ItemFile:
+    """The item as the edit form shows it, read as the build reads it (size cap, UTF-8,
+    front matter without YAML aliases); a file that cannot be read so is an
+    :class:`EditError` naming its line. A link is refused, never followed."""
     refuse_link(path.parent, path)
-    text = path.read_text("utf-8")
-    match = FRONT_MATTER.match(text)
-    meta: dict[str, Any] = {}
-    body = text
-    if match:
-        loaded = yaml.safe_load(match.group(1))
-        meta = loaded if isinstance(loaded, dict) else {}
-        body = text[match.end() :].lstrip("\n")
+    try:
+        text = read_text(path)
+        match = FRONT_MATTER.match(text)
+        loaded = parse_front_matter(match.group(1), path=path) if match else None
+    except ContentError as exc:
+        where = f"{path.name}, line {exc.line}" if exc.line else path.name
+        raise EditError(f"{where}: {exc.message}", fix=exc.fix) from None
+    meta = loaded if isinstance(loaded, dict) else {}
+    body = text[match.end() :].lstrip("\n") if match else text
     return ItemFile(name=path.name, meta=meta, body=body, hash=content_hash(text), text=text)
 
 
@@ -164,12 +171,30 @@ def check_meta(path: Path, meta: dict[str, Any]) -> None:
     validate(ItemFrontMatter, clean, path=path, text=text, sep=":")
 
 
+def _check_readable(path: Path, text: str) -> None:
+    """Refuse to save a file the build would refuse to read (too large, front matter too
+    large): the editor hears it now, not at the next build."""
+    size = len(text.encode("utf-8"))
+    if size > MAX_ITEM_BYTES:
+        raise EditError(
+            f"the item would be {size / 1024 / 1024:.1f} MB, more than the "
+            f"{MAX_ITEM_BYTES // 1024 // 1024} MB an item may hold",
+            fix="split it into several items",
+        )
+    match = FRONT_MATTER.match(text)
+    try:
+        parse_front_matter(match.group(1) if match else "", path=path)
+    except ContentError as exc:
+        raise EditError(exc.message, fix=exc.fix) from None
+
+
 def save_item(path: Path, meta: dict[str, Any], body: str, base_hash: str) -> str:
     """Write the item if the file is still the one with ``base_hash``; return the new hash.
 
     Raises :class:`EditConflict` (with the file's current text) when it changed since."""
     check_meta(path, meta)
     text = item_text(meta, body)
+    _check_readable(path, text)
     with _lock:
         current = path.read_text("utf-8") if path.exists() else ""
         if content_hash(current) != base_hash:
@@ -184,17 +209,30 @@ def save_item(path: Path, meta: dict[str, Any], body: str, base_hash: str) -> st
 def _toml(folder: Path) -> Any:
     import tomlkit
 
-    refuse_link(folder, folder / "issue.toml")
-    return tomlkit.parse((folder / "issue.toml").read_text("utf-8"))
+    path = folder / "issue.toml"
+    refuse_link(folder, path)
+    try:
+        return tomlkit.parse(read_text(path, limit=1024 * 1024))
+    except ContentError as exc:
+        raise EditError(exc.message, fix=exc.fix) from None
+    except ValueError:  # tomlkit's ParseError, or a number of more digits than Python reads
+        raise EditError(
+            "issue.toml does not load, so the print order cannot be changed",
+            fix="the issue's page says what is wrong with it; correct that first",
+        ) from None
 
 
 def print_order(folder: Path) -> list[str]:
-    """The item file names in print order (``items``, else file-name order)."""
-    doc = _toml(folder)
+    """The item file names in print order (``items``, else file-name order; file-name
+    order too while ``issue.toml`` does not load, which the issue's page reports)."""
     names = [p.name for p in item_files(folder)]
-    if "items" not in doc:
+    try:
+        items = _toml(folder).get("items")
+    except EditError:
         return names
-    order = [n if n.endswith(".md") else f"{n}.md" for n in doc["items"]]
+    if not isinstance(items, list) or not all(isinstance(n, str) for n in items):
+        return names
+    order = [n if n.endswith(".md") else f"{n}.md" for n in items]
     return [n for n in order if n in names] + [n for n in names if n not in order]
 
 

@@ -109,3 +109,37 @@ def test_a_clean_run_leaves_no_journal_and_a_killed_one_is_replayed(
     assert len(twice) <= 3  # one per connection, at most: what was on the wire
     if twice:
         assert "may have arrived twice" in out
+
+
+def test_every_reader_of_a_send_gets_the_issue_as_it_was_when_it_started(
+    template: Path, tmp_path: Path
+) -> None:
+    """Regression (issue 14, point 7): each run rendered the email from the content folder,
+    so an edit made during a send reached the readers mailed after it."""
+    import signal
+
+    with SmtpSink() as sink:
+        root = wired_copy(
+            template, tmp_path / "pub", sink.port, extra_smtp="rate_per_minute = 1200\n"
+        )
+        _, store, _ = open_pub(root)
+        addresses = add_subscribers(store, 60)
+        first = send_cli(root)
+        deadline = time.monotonic() + 60
+        while len(sink.messages) < 5:
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.01)
+        first.send_signal(signal.SIGTERM)  # stopped mid-send; the editor edits meanwhile
+        first.communicate(timeout=60)
+        item = root / "issues" / "2020-03" / "notes.md"
+        item.write_text(
+            item.read_text("utf-8").replace("The river is high", "EDITED LATER"), "utf-8"
+        )
+        again = send_cli(root)
+        out, err = again.communicate(timeout=120)
+        bodies = [m.parsed().get_body(("plain",)).get_content() for m in sink.messages]
+    assert again.returncode == 0, out + err
+    assert set(sink.by_recipient()) == set(addresses)
+    assert len(bodies) >= 60
+    assert not [b for b in bodies if "EDITED LATER" in b]
+    assert all("The river is high" in b for b in bodies)

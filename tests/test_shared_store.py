@@ -123,7 +123,7 @@ def _make_behind(root: Path) -> None:
     with store.begin() as conn:
         conn.execute(delete(schema.schema_version))
         conn.execute(schema.schema_version.insert().values(version=LATEST - 1))
-        conn.execute(text("DROP TABLE settings"))
+        conn.execute(text("DROP TABLE send_editions"))  # the latest step's table
     dispose_engines()
 
 

@@ -57,8 +57,9 @@ def test_the_database_has_every_table_at_the_latest_version(demo: Path) -> None:
         "bounce_events",
         "rate_limits",
         "settings",
+        "send_editions",
     } <= names
-    assert store.version() == LATEST == 3
+    assert store.version() == LATEST == 4
     uniques = inspect(store.engine).get_unique_constraints("outbox")
     assert any(u["column_names"] == ["issue_slug", "subscriber_id"] for u in uniques)
 

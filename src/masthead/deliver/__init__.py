@@ -107,6 +107,13 @@ def issue_entry(pub: Publication, slug: str) -> dict[str, Any]:
     )
 
 
+def edition_languages(pub: Publication) -> list[str]:
+    """The languages the email is made in: the main one first."""
+    main = getattr(pub.config, "main_language", pub.config.language)
+    others = set(getattr(pub.config, "languages", None) or []) - {main}
+    return [main, *sorted(others)]
+
+
 def template_cache(pub: Publication, issue: Issue, entry: dict[str, Any]):  # type: ignore[no-untyped-def]
     """``templates(language)``: the issue's message template per reader language, rendered
     on first use."""
@@ -118,8 +125,8 @@ def template_cache(pub: Publication, issue: Issue, entry: dict[str, Any]):  # ty
         pdf_bytes = (pub.site_dir / pdf_path).read_bytes()
     cache: dict[str | None, Any] = {}
 
-    main = getattr(pub.config, "main_language", pub.config.language)
-    editions = set(getattr(pub.config, "languages", None) or [main])
+    main, *_ = languages = edition_languages(pub)
+    editions = set(languages)
 
     def templates(language: str | None):  # type: ignore[no-untyped-def]
         # a reader whose language has no edition of this publication reads the main one
@@ -183,9 +190,14 @@ def send_issue(
     (:func:`create_send`). Returns this run's figures and the send's state. ``resume``
     lifts a pause first (an editor running ``masthead send`` again); a worker started by a
     timer passes False, so a paused send stays paused."""
+    from .snapshot import send_templates
+
     entry = issue_entry(pub, issue.slug)
-    templates = template_cache(pub, issue, entry)
-    templates(None)  # render now: a broken template fails before any claim
+    # Every edition rendered (or read back) before any claim: a broken template fails here,
+    # and every reader of the send gets the issue as it was when the send started.
+    templates = send_templates(
+        pub, store, issue, template_cache(pub, issue, entry), edition_languages(pub)
+    )
     settings = settings or smtp_settings(pub)
     policy = policy or policy_from_config(pub)
     if resume:

@@ -83,6 +83,10 @@ class ConnectionLost(Exception):
     """The server closed the connection or stopped answering."""
 
 
+SIOCOUTQNSD = 0x894B
+"""Linux: bytes in a socket's send queue not yet sent (see :meth:`SmtpConnection.unsent_bytes`)."""
+
+
 class SmtpConnection:
     """One SMTP session. Use :meth:`open`, then :meth:`send` (one message) or
     :meth:`send_many` (a pipelined stream), then :meth:`close`."""
@@ -95,6 +99,11 @@ class SmtpConnection:
         self.closed = True
         self._data_written = False
         self._next_job: tuple | None = None  # type: ignore[type-arg]
+        self._tail = 0
+        """Bytes written after the message's final dot in the same write (the next
+        envelope)."""
+        self._unsent_at_loss = 0
+        """Bytes still on this host (never sent) when the connection was lost."""
 
     # -- session -------------------------------------------------------------------------
 
@@ -207,6 +216,26 @@ class SmtpConnection:
             pass
         self.abort()
 
+    def unsent_bytes(self) -> int:
+        """Bytes written to this connection that have not left this host: in the
+        transport's buffer, or in the kernel's send queue not yet sent (``SIOCOUTQNSD``;
+        bytes sent but not acknowledged may have arrived, so they do not count)."""
+        if self.writer is None:
+            return 0
+        transport = self.writer.transport
+        unsent = transport.get_write_buffer_size() if not transport.is_closing() else 0
+        sock = self.writer.get_extra_info("socket")
+        try:
+            import fcntl
+            import struct
+
+            if sock is not None and sock.fileno() >= 0:
+                queued = fcntl.ioctl(sock.fileno(), SIOCOUTQNSD, b"\0" * 4)
+                unsent += struct.unpack("i", queued)[0]
+        except (OSError, ImportError, ValueError):
+            pass
+        return unsent
+
     def abort(self) -> None:
         self.closed = True
         if self.writer is not None:
@@ -293,14 +322,23 @@ class SmtpConnection:
         while job is not None:
             self._data_written = False
             self._next_job = None
+            self._tail = 0
+            self._unsent_at_loss = 0
             try:
                 # one timeout for the whole transaction (cheaper than one per reply)
                 async with asyncio.timeout(self.settings.timeout):
                     outcome = await self._transaction(jobs, job, prewritten)
             except (ConnectionLost, TimeoutError) as exc:
+                if isinstance(exc, TimeoutError):  # the socket is still open: ask the kernel
+                    self._unsent_at_loss = max(self._unsent_at_loss, self.unsent_bytes())
                 self.abort()
                 state = "unknown" if self._data_written else "retry"
                 reason = str(exc) or type(exc).__name__
+                if state == "unknown" and self._unsent_at_loss > self._tail:
+                    # The end of the message never left this host: the server cannot have
+                    # taken it (RFC 5321 4.1.1.4: an unterminated message is discarded).
+                    state = "retry"
+                    reason += " before the end of the message was sent"
                 on_outcome(job[0], Outcome(state, None, f"connection lost: {reason}", "DATA"))
                 if self._next_job is not None:
                     on_outcome(self._next_job[0], Outcome("retry", None, "connection lost", "MAIL"))
@@ -335,12 +373,29 @@ class SmtpConnection:
             # the data and the next envelope in one write: one segment, so the server answers
             # both in one (separate small writes meet Nagle and delayed ACKs: 40 ms stalls)
             nxt = self._next_job
-            self.write(job[3] + self._envelope(nxt[1], nxt[2]))
+            envelope = self._envelope(nxt[1], nxt[2])
+            self._tail = len(envelope)
+            self.write(job[3] + envelope)
         else:
             self.write(job[3])
         self._data_written = True
+        await self._hand_over()
         final = await self.read_reply(timeout=False)
         return _outcome(mail, rcpt, data_reply, final)
+
+    async def _hand_over(self) -> None:
+        """Wait until the message, to its final dot, has left the transport's buffer for
+        the kernel. A connection lost before then cannot have delivered it: note that, so
+        the message is retried instead of left ``unknown``."""
+        assert self.writer is not None
+        transport = self.writer.transport
+        transport.set_write_buffer_limits(high=self._tail, low=self._tail)
+        try:
+            await self.writer.drain()
+        except (OSError, ConnectionError) as exc:
+            self._unsent_at_loss = self._tail + 1  # more than the next envelope: the end too
+            self.abort()
+            raise ConnectionLost(str(exc) or type(exc).__name__) from None
 
 
 def _next_ready(jobs):  # type: ignore[no-untyped-def]

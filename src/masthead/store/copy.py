@@ -96,6 +96,8 @@ def _canonical(value: Any) -> str:
         return aware.astimezone(UTC).isoformat()
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, bytes | memoryview):
+        return bytes(value).hex()
     return str(value)
 
 

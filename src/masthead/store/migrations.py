@@ -42,10 +42,18 @@ def _v3_settings(conn: Connection) -> None:
     settings.create(conn, checkfirst=True)
 
 
+def _v4_send_editions(conn: Connection) -> None:
+    """Version 4: each send's email as it was when the send started."""
+    from .schema import send_editions
+
+    send_editions.create(conn, checkfirst=True)
+
+
 STEPS: dict[int, Step] = {
     1: _v1_create_everything,
     2: _v2_rate_limits,
     3: _v3_settings,
+    4: _v4_send_editions,
 }
 """Version → the step that brings the database from the version before up to it."""
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -206,4 +207,20 @@ settings = Table(
     Column("value", Text, nullable=False),
     Column("set_by", Text, nullable=False, default=""),
     Column("set_at", UTCDateTime(), nullable=False, default=utcnow),
+)
+
+send_editions = Table(
+    "send_editions",
+    metadata,
+    # The email of one send, per reader language, as it was when the send started: every
+    # reader of the send gets this issue, whatever is edited meanwhile (and on whichever
+    # machine a worker runs). ``layout`` is JSON: the template's segments in order, each
+    # ["b", length] (static bytes, taken from ``body`` in turn) or ["s", slot name].
+    Column("issue_slug", Text, primary_key=True),
+    Column("language", Text, primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("layout", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("size", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
 )

@@ -181,7 +181,7 @@ def test_a_build_killed_while_holding_the_lock_does_not_block_the_next(demo: Pat
 def test_a_second_build_waits_saying_for_whom_or_with_no_wait_fails_at_once(demo: Path) -> None:
     build(demo)
     expected = site_files(demo / "_site")
-    holder = hold_the_lock(demo, "4")
+    holder = hold_the_lock(demo, "6")
     try:
         refused = masthead("build", str(demo), "--no-wait")
         assert refused.returncode == 1
@@ -213,6 +213,68 @@ def test_the_editor_app_build_gives_up_waiting_with_a_message(demo: Path) -> Non
         assert info.value.fix and "again" in info.value.fix
     finally:
         holder.wait(timeout=60)
+
+
+def test_a_build_stopped_between_its_swap_and_its_state_is_not_built_on(demo: Path) -> None:
+    """Killed after its site went live, before it recorded its state: the state then tells
+    of the site before. Undo the edit, and that state's fingerprints match again: the next
+    build must not take the site for the one the state describes."""
+    build(demo)
+    state = demo / ".masthead" / "build-state.json"
+    old_state = state.read_bytes()
+    lead = demo / "issues/2020-03/lead.md"
+    original, stat = lead.read_bytes(), lead.stat()
+    lead.write_bytes(original.replace(b"flood plan", b"EDITED plan", 1))
+    build(demo)
+    assert b"EDITED plan" in (demo / "_site/2020-03/lead/index.html").read_bytes()
+    state.write_bytes(old_state)  # as if killed between the swap and the state
+    lead.write_bytes(original)
+    os.utime(lead, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    report = build(demo)
+    assert [b.slug for b in report.built] == ["2020-03"]
+    assert b"EDITED plan" not in (demo / "_site/2020-03/lead/index.html").read_bytes()
+
+
+def test_the_build_button_takes_its_turn_or_says_who_holds_the_lock(
+    demo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from starlette.testclient import TestClient
+
+    from editor_kit import csrf_of, log_in, set_password
+    from masthead.store import dispose_engines
+    from masthead.web import admin, create_app
+
+    set_password(demo)
+    build(demo)
+    expected = site_files(demo / "_site")
+    issue = "/admin/issues/2020-03"
+    try:
+        with TestClient(create_app(demo), base_url="https://bulletin.example.org") as client:
+            assert log_in(client).status_code == 200
+            token = csrf_of(client.get(issue).text)
+            # Two clicks at once (two tabs, or a double click): the builds take turns.
+            (demo / "issues/2020-03/lead.md").touch()
+            clicks = [
+                threading.Thread(target=lambda: client.post(f"{issue}/build", data={"csrf": token}))
+                for _ in range(2)
+            ]
+            for click in clicks:
+                click.start()
+            for click in clicks:
+                click.join(timeout=120)
+            assert_whole(demo / "_site", expected)
+            # Behind a long command-line build, the button gives up and names it.
+            monkeypatch.setattr(admin, "BUILD_WAIT_SECONDS", 0.5)
+            holder = hold_the_lock(demo, "6")
+            try:
+                page = client.post(f"{issue}/build", data={"csrf": token})
+            finally:
+                holder.wait(timeout=60)
+            assert page.status_code == 400
+            assert f"another build of this publication is running (pid {holder.pid}" in page.text
+    finally:
+        dispose_engines()
+    assert_whole(demo / "_site", expected)
 
 
 # ----------------------------------------------------------------------------------------

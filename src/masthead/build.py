@@ -35,7 +35,7 @@ from .content import load_issue, load_issue_config, load_publication
 from .errors import BuildWarning, ConfigError, MastheadError, disk_fault
 from .model import Issue, Publication
 from .render.print import PrintEdition, render_print_edition
-from .site_check import site_problems, write_stamp
+from .site_check import site_problems, stamp_digest, write_stamp
 
 STATE_FILE = "build-state.json"
 MANIFEST = "manifest.json"
@@ -454,10 +454,10 @@ def _build_locked(
     report = BuildReport(site=site)
     if issue:
         load_issue_config(pub, issue)  # raises IssueNotFound with the list of issues
-    report.damage = site_problems(site) if site.is_dir() else []
+    state = _load_state(pub)
+    report.damage = _site_damage(site, state)
     if report.damage:  # damaged since it was built (or built by an older Masthead): all again
         issue, lang, force = None, None, True
-    state = _load_state(pub)
     previous: dict[str, Any] = state.get("issues", {})
     base = _code_fingerprint(pub)
     selected = [issue] if issue else pub.issue_slugs
@@ -507,7 +507,7 @@ def _build_locked(
         for render_site in site_editions():
             report.warnings.extend(render_site(pub, ordered, staging, set(todo)))
         write_manifest(pub, ordered, staging)
-        write_stamp(staging, f"Masthead {__version__}")  # last: the site is whole
+        state["site"] = write_stamp(staging, f"Masthead {__version__}")  # last: it is whole
         state["issues"] = {
             slug: {
                 "fingerprint": fingerprints[slug]
@@ -526,6 +526,18 @@ def _build_locked(
         raise
     _commit_state(pub, prepared)
     return report
+
+
+def _site_damage(site: Path, state: dict[str, Any]) -> list[str]:
+    """Why ``_site/`` cannot be built on incrementally: files missing since it was built,
+    or a build state that is not this site's (a build killed between putting its site live
+    and recording its state: the state tells of the site before)."""
+    if not site.is_dir():
+        return []
+    problems = site_problems(site)
+    if not problems and state.get("site") != stamp_digest(site):
+        problems = [".masthead/build-state.json is not this site's (a build was stopped)"]
+    return problems
 
 
 def _render_selected(

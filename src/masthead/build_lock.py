@@ -75,8 +75,8 @@ def _busy(path: Path, holder: str, *, waited: float = 0) -> BuildBusy:
     return BuildBusy(
         f"another build of this publication is running ({holder}){after}",
         path=path,
-        fix="wait for it to finish, then build again (without --no-wait, a build waits "
-        "its turn); the lock goes with that build, even if it is killed",
+        fix="wait for it to finish, then build again; if it hangs, stop that process: the "
+        "lock is released when it ends, however it ends",
     )
 
 

@@ -24,10 +24,11 @@ MANIFEST = "manifest.json"
 _FORMAT = 1
 
 
-def write_stamp(site: Path, generator: str) -> None:
+def write_stamp(site: Path, generator: str) -> str:
     """Record the site as built whole: written into the staging folder after every other
     file (nothing in it changes between builds that change no file: a rebuild of the same
-    site publishes nothing new)."""
+    site publishes nothing new). Returns the record's digest, which the build state keeps
+    to know the site it describes."""
     stamp = site / STAMP
     record = {
         "format": _FORMAT,
@@ -35,8 +36,18 @@ def write_stamp(site: Path, generator: str) -> None:
         "manifest_sha256": hashlib.sha256((site / MANIFEST).read_bytes()).hexdigest(),
         "files": dict(sorted(_sizes(str(site), ""))),
     }
+    data = json.dumps(record, separators=(",", ":")).encode()
     stamp.unlink(missing_ok=True)  # (a hard link to the live site's record: never in place)
-    stamp.write_text(json.dumps(record, separators=(",", ":")), "utf-8")
+    stamp.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def stamp_digest(site: Path) -> str | None:
+    """The digest of the site's record, as :func:`write_stamp` returned it."""
+    try:
+        return hashlib.sha256((site / STAMP).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _sizes(top: str, prefix: str) -> list[tuple[str, int]]:
@@ -137,4 +148,4 @@ def named_files(node: Any) -> set[str]:
     return found
 
 
-__all__ = ["STAMP", "named_files", "site_problems", "write_stamp"]
+__all__ = ["STAMP", "named_files", "site_problems", "stamp_digest", "write_stamp"]

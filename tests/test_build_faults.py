@@ -215,6 +215,66 @@ def test_the_editor_app_build_gives_up_waiting_with_a_message(demo: Path) -> Non
         holder.wait(timeout=60)
 
 
+_PUBLISH_SLOWLY = """
+import sys, time
+from pathlib import Path
+from masthead.publish import publish
+
+root, target = Path(sys.argv[1]), sys.argv[2]
+
+def progress(done, total):
+    if done == 3:  # half-way through copying the site: let a build try to swap it
+        (root / "publishing").touch()
+        time.sleep(4)
+
+publish(root, target, progress=progress)
+"""
+
+
+def test_a_build_during_a_publish_waits_and_the_release_is_the_site_it_started_with(
+    demo: Path, tmp_path: Path
+) -> None:
+    build(demo)
+    published = site_snapshot(demo / "_site")
+    target = tmp_path / "out"
+    publisher = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_PUBLISH_SLOWLY), str(demo), str(target)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (demo / "publishing").exists():
+        assert publisher.poll() is None, publisher.communicate()[1]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    lead = demo / "issues/2020-03/lead.md"
+    lead.write_bytes(lead.read_bytes().replace(b"flood plan", b"EDITED plan", 1))
+    built = masthead("build", str(demo))
+    assert built.returncode == 0, built.stderr
+    assert "Waiting for a publish of this publication (pid" in built.stderr
+    _, err = publisher.communicate(timeout=60)
+    assert publisher.returncode == 0, err
+    assert site_snapshot(target / "current") == published  # whole, and not a mixture
+    assert b"EDITED plan" in (demo / "_site/2020-03/lead/index.html").read_bytes()
+
+
+def test_a_publish_during_a_build_waits_and_publishes_the_new_site(
+    demo: Path, tmp_path: Path
+) -> None:
+    build(demo)
+    lead = demo / "issues/2020-03/lead.md"
+    lead.write_bytes(lead.read_bytes().replace(b"flood plan", b"EDITED plan", 1))
+    holder = hold_the_lock(demo, "4")
+    target = tmp_path / "out"
+    done = masthead("publish", str(demo), "--to", str(target))
+    assert holder.wait(timeout=60) == 0
+    assert done.returncode == 0, done.stderr
+    assert f"Waiting for a build of this publication (pid {holder.pid}" in done.stderr
+    (demo / "holding").unlink()
+    assert site_snapshot(target / "current") == site_snapshot(demo / "_site")
+    assert b"EDITED plan" in (target / "current/2020-03/lead/index.html").read_bytes()
+
+
 def test_a_build_stopped_between_its_swap_and_its_state_is_not_built_on(demo: Path) -> None:
     """Killed after its site went live, before it recorded its state: the state then tells
     of the site before. Undo the edit, and that state's fingerprints match again: the next

@@ -54,7 +54,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .build_lock import Waiting, build_lock
 from .errors import PublishError, disk_fault
+from .model import Publication
 from .site_check import site_problems
 
 MARKER = ".masthead-publish"
@@ -135,8 +137,8 @@ class Site:
         return sum(f.size for f in self.files)
 
 
-def site_folder(root: Path | str) -> Path:
-    """The built site of the publication at ``root``, refused when it was never built."""
+def built_publication(root: Path | str) -> Publication:
+    """The publication at ``root``, refused when its site was never built."""
     from .content import load_publication
 
     pub = load_publication(root)
@@ -147,6 +149,13 @@ def site_folder(root: Path | str) -> Path:
             path=site,
             fix=f"run `masthead build {pub.root}` first",
         )
+    return pub
+
+
+def whole_site(pub: Publication) -> Path:
+    """The publication's built site, refused unless it is the whole of one build (read with
+    the build lock held: a build may not swap it meanwhile)."""
+    site = pub.site_dir
     problems = site_problems(site)
     if problems:
         raise PublishError(
@@ -411,23 +420,33 @@ def publish(
     dry_run: bool = False,
     rsh: str | None = None,
     progress: Progress | None = None,
+    on_wait: Waiting | None = None,
 ) -> PublishReport:
     """Publish the built site of the publication at ``root`` to ``to`` (a folder, or
     ``[user@]host:/path`` over ssh), switching the live version atomically; keep the last
-    ``keep`` releases. ``rsh`` (or ``MASTHEAD_RSH``) replaces ``ssh`` for remote targets."""
+    ``keep`` releases. ``rsh`` (or ``MASTHEAD_RSH``) replaces ``ssh`` for remote targets.
+
+    A build swaps ``_site/`` in one step; a publish reading it meanwhile would mix the two
+    sites (or find the old one's files deleted under it). So a publish holds the build lock,
+    shared (publishes to several hosts run side by side): it waits for a running build
+    (``on_wait`` is told so), and a build waits for it."""
     started = time.perf_counter()
     _check_keep(keep)
-    site_dir = site_folder(root)
+    pub = built_publication(root)
     target = parse_target(str(to))
     if isinstance(target, LocalTarget):
-        _refuse_inside_site(target.path, site_dir)
-    with _disk_faults(site_dir, target):
-        site = read_site(site_dir)
-    if isinstance(target, LocalTarget):
-        with _disk_faults(target.path, target):
-            report = _publish_local(site, target, keep=keep, dry_run=dry_run, progress=progress)
-    else:
-        report = _publish_remote(site, target, keep=keep, dry_run=dry_run, rsh=_resolve_rsh(rsh))
+        _refuse_inside_site(target.path, pub.site_dir)
+    with (
+        _disk_faults(pub.root, target),
+        build_lock(pub.state_dir, role="publish", on_wait=on_wait),
+    ):
+        site = read_site(whole_site(pub))
+        if isinstance(target, LocalTarget):
+            with _disk_faults(target.path, target):
+                report = _publish_local(site, target, keep=keep, dry_run=dry_run, progress=progress)
+        else:
+            rsh = _resolve_rsh(rsh)
+            report = _publish_remote(site, target, keep=keep, dry_run=dry_run, rsh=rsh)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -805,6 +805,14 @@ DAMAGE = {
         lambda site: shutil.rmtree(site / "static"),
         "static/",
     ),
+    "search index deleted": (
+        lambda site: shutil.rmtree(site / "pagefind"),
+        "pagefind/",
+    ),
+    "publisher page deleted": (
+        lambda site: (site / "publisher" / "index.html").unlink(),
+        "publisher/index.html",
+    ),
     "build record deleted": (
         lambda site: (site / ".masthead-build.json").unlink(),
         "no build finished this site",

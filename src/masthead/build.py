@@ -249,11 +249,12 @@ def render_issue(
 # Staging and the atomic swap
 
 
-def _stage(site: Path, staging: Path, skip: AbstractSet[str] = frozenset()) -> None:
+def _stage(site: Path | None, staging: Path, skip: AbstractSet[str] = frozenset()) -> None:
     """A copy of the last good site made of hard links (the files are never written in place:
     every output is written to a fresh file, so the live site never changes under a build).
-    Top-level entries in ``skip`` (issues about to be rendered again) are left out."""
-    if not site.is_dir():
+    Top-level entries in ``skip`` (issues about to be rendered again) are left out. Without
+    a site to start from, the staging folder starts empty."""
+    if site is None or not site.is_dir():
         staging.mkdir(parents=True)
         return
     try:
@@ -480,7 +481,9 @@ def _build_locked(
     rerendered = {slug for slug in todo if lang is None or slug not in previous}
     prepared: Path | None = None
     try:
-        _stage(site, staging, skip=rerendered | set(gone))
+        # A damaged site is not built on: the new one starts empty, so nothing missing from
+        # the old one can go missing from the new one unnoticed.
+        _stage(None if report.damage else site, staging, skip=rerendered | set(gone))
         entries = {slug: rec["entry"] for slug, rec in previous.items() if slug not in gone}
         for slug in gone:
             _remove(staging / slug)
@@ -536,7 +539,10 @@ def _site_damage(site: Path, state: dict[str, Any]) -> list[str]:
         return []
     problems = site_problems(site)
     if not problems and state.get("site") != stamp_digest(site):
-        problems = [".masthead/build-state.json is not this site's (a build was stopped)"]
+        problems = [
+            ".masthead/build-state.json does not describe this site (a build was stopped "
+            "before it recorded it, or the file was replaced)"
+        ]
     return problems
 
 

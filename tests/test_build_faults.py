@@ -436,3 +436,19 @@ def test_a_folder_without_write_permission_is_a_message(demo: Path, locked: str)
     assert "Permission denied" in done.stderr and str(folder) in done.stderr
     assert "fix:" in done.stderr and "chown" in done.stderr
     assert site_snapshot(demo / "_site") == before
+
+
+def test_a_build_lock_planted_as_a_symlink_is_refused_and_its_target_untouched(
+    demo: Path, tmp_path: Path
+) -> None:
+    """Writing the holder's line truncates the lock file: never through a symlink."""
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me", "utf-8")
+    (demo / ".masthead").mkdir(exist_ok=True)
+    (demo / ".masthead" / "build.lock").symlink_to(precious)
+    for command in (["build", str(demo)], ["publish", str(demo), "--to", str(tmp_path / "o")]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        if command[0] == "build":
+            assert "symbolic link" in result.output and "fix: remove it" in result.output
+    assert precious.read_text("utf-8") == "keep me"

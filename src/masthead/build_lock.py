@@ -64,17 +64,35 @@ def build_lock(
         os.close(fd)  # releases the lock
 
 
+# Never through a symlink: the holder's line is written into the file (truncating it).
+_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
+
+
 def _open(path: Path, *, shared: bool) -> int | None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return os.open(path, os.O_RDWR | os.O_CREAT | _FLAGS, 0o644)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _not_a_file(path) from None
         if not shared or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise
     try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # (flock needs no write access)
+        return os.open(path, os.O_RDONLY | _FLAGS)  # (flock needs no write access)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _not_a_file(path) from None
+        raise
+
+
+def _not_a_file(path: Path) -> BuildBusy:
+    return BuildBusy(
+        "the build lock is a symbolic link, not a file of its own",
+        path=path,
+        fix=f"remove it (rm {path}); the next build makes a new one",
+    )
 
 
 def _try_lock(fd: int, mode: int) -> bool:

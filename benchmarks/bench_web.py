@@ -60,7 +60,7 @@ def timed(key, fn):
             spent[key] += time.perf_counter() - start
     return wrapper
 search.build_pagefind_index = timed("pagefind", search.build_pagefind_index)
-for name in ("_stage", "_publish", "_save_state"):
+for name in ("_stage", "_publish", "_prepare_state", "_site_damage", "write_stamp"):
     spent[name] = 0.0
     setattr(b, name, timed(name, getattr(b, name)))
 issue_editions, site_editions = b.issue_editions(), b.site_editions()
@@ -81,7 +81,16 @@ print(json.dumps(spent))
 """
 
 
-KEYS = ("_stage", "_publish", "_save_state", "web_issue", "web_site", "other_editions")
+KEYS = (
+    "_stage",
+    "_publish",
+    "_prepare_state",
+    "_site_damage",
+    "write_stamp",
+    "web_issue",
+    "web_site",
+    "other_editions",
+)
 
 
 def report(name: str, value: float, target: float, unit: str) -> None:
@@ -177,9 +186,12 @@ def bench_archive(tmp: Path, issues: int) -> None:
             "files changed during the benchmark, which invalidates every issue)"
         )
     report("rebuild after editing one item, whole process", wall, 2, "s")
+    checks = split["_site_damage"] + split["write_stamp"]
     print(
         f"  split: staging the last site (hard links) {split['_stage']:.2f} s, swapping it "
-        f"{split['_publish']:.2f} s, saving the state {split['_save_state']:.2f} s, the issue's "
+        f"{split['_publish']:.2f} s, saving the state {split['_prepare_state']:.2f} s, checking "
+        f"the last site and recording the new one {checks:.2f}"
+        " s, the issue's "
         f"web pages {split['web_issue']:.2f} s, site pages "
         f"{split['web_site'] - split['pagefind']:.2f} s, Pagefind {split['pagefind']:.2f} s; "
         f"other editions {split['other_editions']:.2f} s, the rest (print edition, loading) "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,56 @@ def point_smtp_at(root: Path, port: int) -> None:
     toml = root / "masthead.toml"
     text = re.sub(r"(?m)^port = \d+$", f"port = {port}", toml.read_text("utf-8"))
     toml.write_text(text, "utf-8")
+
+
+# ----------------------------------------------------------------------------------------
+# Real disk faults: a small file system of its own (tmpfs) fills up for real, and can be
+# remounted read-only. Mounting needs root (or CAP_SYS_ADMIN); without it the tests that
+# need one are skipped, saying why.
+
+
+def _run_quietly(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """``small_disk("16m")``: a fresh tmpfs of that size, mounted in the test's folder."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        done = _run_quietly(
+            "mount", "-t", "tmpfs", "-o", f"size={size},mode=755", "tmpfs", str(folder)
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs (needs root): {done.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        _run_quietly("umount", "-l", str(folder))
+
+
+def remount(folder: Path, mode: str) -> None:
+    """Remount a ``small_disk`` ``ro`` or ``rw``."""
+    done = _run_quietly("mount", "-o", f"remount,{mode}", str(folder))
+    assert done.returncode == 0, done.stderr
+
+
+def fill_disk(folder: Path, *, leave: int = 0) -> Path:
+    """Fill the file system holding ``folder`` up to ``leave`` free bytes; the filler file."""
+    filler = folder / "filler"
+    chunk = b"\0" * (1 << 16)
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(chunk)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+    if leave:
+        os.truncate(filler, max(0, filler.stat().st_size - leave))
+    return filler

@@ -5,6 +5,7 @@ commands here, so no network is needed)."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -19,11 +20,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import copy_tree, make_publication, site_snapshot
+from conftest import copy_tree, make_publication, remount, site_snapshot
 from masthead.build import build
 from masthead.cli import main
 from masthead.errors import PublishError
 from masthead.publish import MARKER, LocalTarget, RemoteTarget, parse_target, publish, rollback
+from masthead.site_check import write_stamp
 
 RELEASE_NAME = r"\d{8}T\d{6}Z-[0-9a-f]{12}"
 
@@ -41,7 +43,7 @@ def live(target: Path) -> str:
 def small_site(root: Path, version: str, *, big: int = 0) -> Path:
     """A publication whose _site/ is written by hand (no Typst): fast versions of a site for
     the tests about releases rather than about the pages. ``version`` changes index.html;
-    the other files stay the same."""
+    the other files stay the same. Like a build, it ends with the record of a whole site."""
     if not (root / "masthead.toml").exists():
         make_publication(root)
     site = root / "_site"
@@ -52,6 +54,7 @@ def small_site(root: Path, version: str, *, big: int = 0) -> Path:
     index = site / "index.html"
     index.unlink(missing_ok=True)  # as a build writes: a fresh file, never in place
     index.write_text(f"<!doctype html><title>{version}</title>" + version * big + "\n", "utf-8")
+    write_stamp(site, "tests")  # as a build ends: the record of a whole site
     return root
 
 
@@ -148,8 +151,9 @@ def test_a_failed_publish_leaves_the_live_release(tmp_path: Path):
         if done == 2:
             raise OSError(28, "No space left on device")
 
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(PublishError, match="No space left on device") as info:
         publish(pub, target, progress=fail_midway)
+    assert info.value.fix and "the live release of" in info.value.fix
     assert live(target) == first
     assert os.listdir(target / "releases") == [first]  # the half-written release is gone
     assert "one" in (target / "current" / "index.html").read_text("utf-8")
@@ -319,14 +323,14 @@ def test_dry_run_changes_nothing(tmp_path: Path):
     target = tmp_path / "out"
     result = CliRunner().invoke(main, ["publish", str(pub), "--to", str(target), "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "would copy 4 file(s)" in result.output
+    assert "would copy 5 file(s)" in result.output
     assert "Dry run: would publish release" in result.output
     assert not target.exists()
 
     first = publish(pub, target).release
     small_site(pub, "two")
     report = publish(pub, target, dry_run=True)
-    assert report.dry_run and (report.copied, report.linked) == (1, 3)
+    assert report.dry_run and (report.copied, report.linked) == (1, 4)
     assert releases(target) == [first] and live(target) == first
 
 
@@ -336,8 +340,8 @@ def test_the_command_reports_what_it_did(tmp_path: Path):
     result = CliRunner().invoke(main, ["publish", str(pub), "--to", str(target)])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].startswith("  copied 4 file(s) (")
-    assert "hard-linked 0 unchanged; 4 file(s)" in lines[0]
+    assert lines[0].startswith("  copied 5 file(s) (")
+    assert "hard-linked 0 unchanged; 5 file(s)" in lines[0]
     release = live(target)
     assert lines[-1].startswith(f"Published release {release} in ")
     assert lines[-1].endswith(f"Live: {target}/current -> releases/{release}")
@@ -653,7 +657,7 @@ def test_rsync_target_through_the_command_and_masthead_rsh(
     runner = CliRunner()
     dry = runner.invoke(main, ["publish", str(pub), "--to", to, "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    assert "would copy 4 file(s)" in dry.output
+    assert "would copy 5 file(s)" in dry.output
     assert not remote.exists()
 
     result = runner.invoke(main, ["publish", str(pub), "--to", to])
@@ -663,7 +667,7 @@ def test_rsync_target_through_the_command_and_masthead_rsh(
 
     small_site(pub, "two")
     dry = runner.invoke(main, ["publish", str(pub), "--to", to, "--dry-run"])
-    assert "would copy 1 file(s)" in dry.output and "would hard-link 3 unchanged" in dry.output
+    assert "would copy 1 file(s)" in dry.output and "would hard-link 4 unchanged" in dry.output
     assert releases(remote) == [release]
 
     foreign = tmp_path / "foreign"
@@ -762,3 +766,125 @@ def test_a_failed_publish_over_ssh_removes_its_lock(tmp_path: Path, fake_ssh: Pa
     assert not (remote / ".masthead-publish.lock").exists()
     assert live(remote) == first
     assert publish(pub, to, rsh=str(fake_ssh)).release == live(remote) != first
+
+
+# ----------------------------------------------------------------------------------------
+# A damaged site is never published; a full or read-only target is a message
+
+
+def _remove_issue_folder(site: Path) -> None:
+    shutil.rmtree(site / "2020-03")
+
+
+def _first_pdf(site: Path) -> Path:
+    manifest = json.loads((site / "manifest.json").read_text("utf-8"))
+    return site / manifest["issues"][0]["pdf"]
+
+
+DAMAGE = {
+    "index.html deleted": (lambda site: (site / "index.html").unlink(), "index.html"),
+    "issue folder deleted": (_remove_issue_folder, "2020-03/"),
+    "manifest.json emptied": (
+        lambda site: (site / "manifest.json").write_bytes(b""),
+        "manifest.json is empty",
+    ),
+    "manifest.json cut short": (
+        lambda site: os.truncate(site / "manifest.json", 300),
+        "manifest.json is cut short",
+    ),
+    "PDF deleted": (lambda site: _first_pdf(site).unlink(), "riverside-bulletin-2020-03.pdf"),
+    "PDF cut short": (
+        lambda site: os.truncate(_first_pdf(site), 1000),
+        "riverside-bulletin-2020-03.pdf is 1000 bytes",
+    ),
+    "item page deleted": (
+        lambda site: (site / "2020-03" / "lead" / "index.html").unlink(),
+        "2020-03/lead/index.html",
+    ),
+    "a stylesheet deleted": (
+        lambda site: shutil.rmtree(site / "static"),
+        "static/",
+    ),
+    "search index deleted": (
+        lambda site: shutil.rmtree(site / "pagefind"),
+        "pagefind/",
+    ),
+    "publisher page deleted": (
+        lambda site: (site / "publisher" / "index.html").unlink(),
+        "publisher/index.html",
+    ),
+    "build record deleted": (
+        lambda site: (site / ".masthead-build.json").unlink(),
+        "no build finished this site",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_site_is_refused_and_the_live_release_stays(
+    damage: str, edited_demo: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "out"
+    first = publish(edited_demo, target).release
+    before = site_snapshot(target / "current")
+    spoil, named = DAMAGE[damage]
+    spoil(edited_demo / "_site")
+    result = CliRunner().invoke(main, ["publish", str(edited_demo), "--to", str(target)])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "the built site is not whole, so nothing was published" in result.output
+    assert named in result.output
+    assert f"fix: run `masthead build {edited_demo}`" in result.output
+    assert live(target) == first and releases(target) == [first]
+    assert site_snapshot(target / "current") == before
+    assert not [n for n in os.listdir(target / "releases") if n.startswith(".partial-")]
+    # The fix named works: the build sees the damage and builds the site again in full.
+    rebuilt = CliRunner().invoke(main, ["build", str(edited_demo)])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "was not whole" in rebuilt.output and "built in full" in rebuilt.output
+    again = CliRunner().invoke(main, ["publish", str(edited_demo), "--to", str(target)])
+    assert again.exit_code == 0, again.output
+
+
+def test_a_full_target_is_a_message_and_the_live_release_stays(small_disk, tmp_path: Path):
+    pub = small_site(tmp_path / "pub", "one")
+    disk = small_disk("1m")
+    target = disk / "bulletin"
+    first = publish(pub, target).release
+    before = site_snapshot(target / "current")
+    small_site(pub, "two", big=600_000)  # a 1.8 MB page: more than the disk holds
+    result = CliRunner().invoke(main, ["publish", str(pub), "--to", str(target)])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "No space left on device" in result.output and str(target) in result.output
+    assert "free space" in result.output and "as it was" in result.output
+    assert live(target) == first and releases(target) == [first]
+    assert site_snapshot(target / "current") == before
+    assert not [n for n in os.listdir(target / "releases") if n.startswith(".partial-")]
+
+
+def test_a_read_only_target_is_a_message(small_disk, tmp_path: Path):
+    pub = small_site(tmp_path / "pub", "one")
+    disk = small_disk("4m")
+    target = disk / "bulletin"
+    publish(pub, target)
+    small_site(pub, "two")
+    first = publish(pub, target).release  # two releases: one to roll back to
+    small_site(pub, "three")
+    remount(disk, "ro")
+    try:
+        for command in (
+            ["publish", str(pub), "--to", str(target)],
+            ["publish", "--to", str(target), "--rollback"],
+        ):
+            result = CliRunner().invoke(main, command)
+            assert result.exit_code == 1, result.output
+            assert "Traceback" not in result.output
+            assert "read-only file system" in result.output and str(target) in result.output
+            assert "remount" in result.output
+        new = CliRunner().invoke(main, ["publish", str(pub), "--to", str(disk / "new")])
+        assert new.exit_code == 1 and "read-only file system" in new.output
+        assert "Traceback" not in new.output
+    finally:
+        remount(disk, "rw")
+    assert live(target) == first and len(releases(target)) == 2

@@ -18,6 +18,7 @@ SITE_WIDE = {
     "feed.json",
     "sitemap.xml",
     "manifest.json",
+    ".masthead-build.json",  # the build's record of the whole site, rewritten by each build
     "publisher",
     "search",
     "static",

@@ -2,19 +2,24 @@
 
 :func:`build` reads like the pipeline it runs:
 
-1. load the publication (``masthead.toml``) and fingerprint each issue folder;
-2. stage a copy of the last good ``_site/`` beside it (hard links: cheap);
+1. load the publication (``masthead.toml``), take its build lock (one build at a time,
+   :mod:`masthead.build_lock`) and fingerprint each issue folder;
+2. stage a copy of the last good ``_site/`` beside it (hard links: cheap), in a folder of
+   this build's own (``._site.building-<pid>-<random>``);
 3. render each changed issue's editions into the staging folder;
-4. write ``manifest.json``;
+4. write ``manifest.json``, then the record of a whole build (:mod:`masthead.site_check`);
 5. swap the staging folder in for ``_site/`` in one rename, and only then record the
-   fingerprints. A build that fails at any step leaves ``_site/`` exactly as it was.
+   fingerprints. A build that fails at any step leaves ``_site/`` exactly as it was; a full
+   disk, a read-only disk or a missing permission is a :class:`StorageError` naming the path.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import threading
 import time
@@ -25,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .build_lock import Waiting, build_lock
 from .content import load_issue, load_issue_config, load_publication
-from .errors import BuildWarning, ConfigError, MastheadError
+from .errors import BuildWarning, ConfigError, MastheadError, disk_fault
 from .model import Issue, Publication
 from .render.print import PrintEdition, render_print_edition
+from .site_check import site_problems, stamp_digest, write_stamp
 
 STATE_FILE = "build-state.json"
 MANIFEST = "manifest.json"
@@ -52,6 +59,9 @@ class BuildReport:
     unchanged: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    damage: list[str] = field(default_factory=list)
+    """What was wrong with ``_site/`` before this build (a file deleted since it was built…):
+    such a site is built again in full."""
 
     @property
     def noop(self) -> bool:
@@ -128,11 +138,24 @@ def _load_state(pub: Publication) -> dict[str, Any]:
         return {}
 
 
-def _save_state(pub: Publication, state: dict[str, Any]) -> None:
+def _prepare_state(pub: Publication, state: dict[str, Any]) -> Path:
+    """Write the new build state beside the old one, before the site goes live: a full disk
+    or a read-only ``.masthead/`` stops the build while ``_site/`` is still the old one.
+    :func:`_commit_state` puts it in place (a rename needs no space)."""
     pub.state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = pub.state_dir / f".{STATE_FILE}.{os.getpid()}"
+    tmp = pub.state_dir / f".{STATE_FILE}.{os.getpid()}-{secrets.token_hex(4)}"
     tmp.write_text(json.dumps(state, separators=(",", ":")), "utf-8")
-    tmp.replace(pub.state_dir / STATE_FILE)
+    return tmp
+
+
+def _commit_state(pub: Publication, prepared: Path) -> None:
+    prepared.replace(pub.state_dir / STATE_FILE)
+
+
+def _sweep_state_leftovers(pub: Publication) -> None:
+    """New states that builds wrote but never put in place (killed or failed)."""
+    for leftover in pub.state_dir.glob(f".{STATE_FILE}.*"):
+        leftover.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------
@@ -226,18 +249,19 @@ def render_issue(
 # Staging and the atomic swap
 
 
-def _stage(site: Path, staging: Path, skip: AbstractSet[str] = frozenset()) -> None:
+def _stage(site: Path | None, staging: Path, skip: AbstractSet[str] = frozenset()) -> None:
     """A copy of the last good site made of hard links (the files are never written in place:
     every output is written to a fresh file, so the live site never changes under a build).
-    Top-level entries in ``skip`` (issues about to be rendered again) are left out."""
-    if staging.exists():
-        shutil.rmtree(staging)
-    if not site.is_dir():
+    Top-level entries in ``skip`` (issues about to be rendered again) are left out. Without
+    a site to start from, the staging folder starts empty."""
+    if site is None or not site.is_dir():
         staging.mkdir(parents=True)
         return
     try:
         _link_tree(str(site), str(staging), skip)
-    except OSError:  # a file system without hard links
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:  # a full disk, a read-only one…: no copy either
+            raise
         shutil.rmtree(staging, ignore_errors=True)
         top = str(site)  # as in _link_tree, only top-level entries are skipped
         shutil.copytree(
@@ -246,6 +270,10 @@ def _stage(site: Path, staging: Path, skip: AbstractSet[str] = frozenset()) -> N
             symlinks=True,
             ignore=lambda d, names: set(skip) & set(names) if d == top else set(),
         )
+
+
+# What os.link says on a file system that has no hard links (or not that many).
+_NO_HARD_LINKS = {errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV}
 
 
 def _link_tree(source: str, target: str, skip: AbstractSet[str] = frozenset()) -> None:
@@ -281,7 +309,7 @@ def _publish(staging: Path, site: Path) -> None:
     """Put the staged site live: exchanged atomically where the OS allows, else two renames.
     The old site is then deleted in the background: the new one is already live."""
     if site.exists() and _exchange(staging, site):
-        _remove_in_background(staging)  # staging now holds the old site
+        _remove_in_background(staging, site)  # staging now holds the old site
         return
     old = site.with_name(site.name + ".old")
     if old.exists():
@@ -289,16 +317,22 @@ def _publish(staging: Path, site: Path) -> None:
     if site.exists():
         site.rename(old)
     staging.rename(site)
-    _remove_in_background(old)
+    _remove_in_background(old, site)
 
 
-def _remove_in_background(path: Path) -> None:
-    """Delete a tree without making the build wait. It is renamed aside at once (so the next
-    build finds its staging name free), then removed by a detached process (a single-threaded
-    command) or a daemon thread (a long-running server such as ``masthead serve``)."""
+def _staging_name(site: Path) -> Path:
+    """This build's own staging folder, beside ``_site/`` (one file system: one rename)."""
+    return site.with_name(f".{site.name}.building-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _remove_in_background(path: Path, site: Path) -> None:
+    """Delete a tree without making the build wait. It is renamed aside at once, to
+    ``._site.deleting-…`` (a name no build stages in), then removed by a detached process (a
+    single-threaded command) or a daemon thread (a long-running server such as ``masthead
+    serve``)."""
     if not path.exists():
         return
-    doomed = path.with_name(f"{path.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+    doomed = site.with_name(f".{site.name}.deleting-{os.getpid()}-{time.monotonic_ns()}")
     path.rename(doomed)
     os.utime(doomed)  # marks when it was set aside (see _sweep_leftovers)
     if threading.active_count() > 1 or not hasattr(os, "fork"):
@@ -311,7 +345,9 @@ def _remove_in_background(path: Path) -> None:
         return
     if child == 0:
         # Fork again so that the deleting process belongs to init, not to us: no zombie.
+        # It keeps no descriptor of ours: the build lock, among them, is ours to release.
         try:
+            os.closerange(3, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024)
             if os.fork() == 0:
                 shutil.rmtree(doomed, ignore_errors=True)
         finally:
@@ -320,10 +356,21 @@ def _remove_in_background(path: Path) -> None:
 
 
 def _sweep_leftovers(pub: Publication) -> None:
-    """Old sites whose background deletion never finished (the machine stopped). One left
-    minutes ago is probably still being deleted: it is left to that process."""
+    """Called with the build lock held. Staging folders of builds that were killed or failed
+    (no other build is staging now) are set aside for deletion in the background. Old sites
+    whose background deletion never finished (the machine stopped) are deleted; one set
+    aside minutes ago is probably still being deleted, and is left to that process."""
+    site = pub.site_dir
+    for staging in pub.root.glob(f".{site.name}.building*"):
+        if ".old-" not in staging.name:  # (old sites set aside by earlier versions)
+            _remove_in_background(staging, site)
     cutoff = time.time() - 600
-    for pattern in (f".{pub.site_dir.name}.building.old-*", f"{pub.site_dir.name}.old.old-*"):
+    patterns = (
+        f".{site.name}.deleting-*",
+        f".{site.name}.building.old-*",
+        f"{site.name}.old.old-*",
+    )
+    for pattern in patterns:
         for leftover in pub.root.glob(pattern):
             try:
                 if leftover.stat().st_mtime < cutoff:
@@ -361,13 +408,42 @@ def build(
     force: bool = False,
     lang: str | None = None,
     progress: Progress | None = None,
+    wait: float | None = None,
+    on_wait: Waiting | None = None,
 ) -> BuildReport:
     """Build every issue (or one) into ``root/_site/``, rendering only what changed.
 
-    ``lang`` builds one language's edition only (the others stay as they were)."""
+    ``lang`` builds one language's edition only (the others stay as they were). One build of
+    a publication runs at a time: another waits for it (``on_wait`` is told so), for ever or
+    for ``wait`` seconds, then raises :class:`~masthead.errors.BuildBusy`."""
     started = time.perf_counter()
     pub = load_publication(root)
+    try:
+        with build_lock(pub.state_dir, wait=wait, on_wait=on_wait):
+            report = _build_locked(
+                pub, issue=issue, strict=strict, force=force, lang=lang, progress=progress
+            )
+    except OSError as exc:
+        fault = disk_fault(exc, path=pub.root, unchanged="_site/ holds the last good build")
+        if fault is None:
+            raise
+        raise fault from None
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _build_locked(
+    pub: Publication,
+    *,
+    issue: str | None,
+    strict: bool,
+    force: bool,
+    lang: str | None,
+    progress: Progress | None,
+) -> BuildReport:
+    """The build, with the publication's build lock held."""
     _sweep_leftovers(pub)
+    _sweep_state_leftovers(pub)
     languages = pub.config.edition_languages
     if lang is not None and lang not in languages:
         raise ConfigError(
@@ -377,14 +453,17 @@ def build(
         )
     site = pub.site_dir
     report = BuildReport(site=site)
+    if issue:
+        load_issue_config(pub, issue)  # raises IssueNotFound with the list of issues
     state = _load_state(pub)
+    report.damage = _site_damage(site, state)
+    if report.damage:  # damaged since it was built (or built by an older Masthead): all again
+        issue, lang, force = None, None, True
     previous: dict[str, Any] = state.get("issues", {})
     base = _code_fingerprint(pub)
     selected = [issue] if issue else pub.issue_slugs
-    if issue:
-        load_issue_config(pub, issue)  # raises IssueNotFound with the list of issues
     fingerprints = {slug: issue_fingerprint(pub, slug, base) for slug in selected}
-    site_ok = (site / MANIFEST).is_file()
+    site_ok = site.is_dir()
     todo = [
         slug
         for slug in selected
@@ -396,13 +475,15 @@ def build(
     gone = [slug for slug in previous if slug not in pub.issue_slugs]
     report.unchanged = [slug for slug in selected if slug not in todo]
     if not todo and not gone:
-        report.seconds = time.perf_counter() - started
         return report
 
-    staging = pub.root / f".{site.name}.building"
+    staging = _staging_name(site)
     rerendered = {slug for slug in todo if lang is None or slug not in previous}
-    _stage(site, staging, skip=rerendered | set(gone))
+    prepared: Path | None = None
     try:
+        # A damaged site is not built on: the new one starts empty, so nothing missing from
+        # the old one can go missing from the new one unnoticed.
+        _stage(None if report.damage else site, staging, skip=rerendered | set(gone))
         entries = {slug: rec["entry"] for slug, rec in previous.items() if slug not in gone}
         for slug in gone:
             _remove(staging / slug)
@@ -429,22 +510,40 @@ def build(
         for render_site in site_editions():
             report.warnings.extend(render_site(pub, ordered, staging, set(todo)))
         write_manifest(pub, ordered, staging)
+        state["site"] = write_stamp(staging, f"Masthead {__version__}")  # last: it is whole
+        state["issues"] = {
+            slug: {
+                "fingerprint": fingerprints[slug]
+                if slug in fingerprints
+                else previous[slug]["fingerprint"],
+                "entry": entries[slug],
+            }
+            for slug in entries
+        }
+        prepared = _prepare_state(pub, state)
         _publish(staging, site)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if prepared is not None:
+            prepared.unlink(missing_ok=True)
         raise
-    state["issues"] = {
-        slug: {
-            "fingerprint": fingerprints[slug]
-            if slug in fingerprints
-            else previous[slug]["fingerprint"],
-            "entry": entries[slug],
-        }
-        for slug in entries
-    }
-    _save_state(pub, state)
-    report.seconds = time.perf_counter() - started
+    _commit_state(pub, prepared)
     return report
+
+
+def _site_damage(site: Path, state: dict[str, Any]) -> list[str]:
+    """Why ``_site/`` cannot be built on incrementally: files missing since it was built,
+    or a build state that is not this site's (a build killed between putting its site live
+    and recording its state: the state tells of the site before)."""
+    if not site.is_dir():
+        return []
+    problems = site_problems(site)
+    if not problems and state.get("site") != stamp_digest(site):
+        problems = [
+            ".masthead/build-state.json does not describe this site (a build was stopped "
+            "before it recorded it, or the file was replaced)"
+        ]
+    return problems
 
 
 def _render_selected(

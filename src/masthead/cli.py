@@ -142,6 +142,12 @@ def new_issue_command(directory: Path, slug: str | None, when: Any, lang: str | 
 @click.option("--lang", metavar="LANG", help="Build only this language's edition (e.g. fa).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Print each issue's details and every warning.")
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="If another build of this publication is running, fail at once saying which, "
+    "instead of waiting for it.",
+)
 @friendly_errors
 def build_command(
     directory: Path,
@@ -151,20 +157,29 @@ def build_command(
     lang: str | None,
     quiet: bool,
     verbose: bool,
+    no_wait: bool,
 ) -> None:
     """Build the issues into DIRECTORY/_site/: the print PDF, the web site with its feeds
     and search, the email edition's preview (email.eml) and manifest.json, for every
     language of the publication.
 
     Only issues whose files changed are rendered again. A failed build leaves the last
-    good _site/ untouched.
+    good _site/ untouched. One build of a publication runs at a time: a second one waits
+    for the first (or, with --no-wait, fails at once).
 
     Example: masthead build bulletin --strict
     """
     from .terminal import run_build
 
     run_build(
-        directory, issue=issue, strict=strict, force=force, lang=lang, quiet=quiet, verbose=verbose
+        directory,
+        issue=issue,
+        strict=strict,
+        force=force,
+        lang=lang,
+        quiet=quiet,
+        verbose=verbose,
+        no_wait=no_wait,
     )
 
 

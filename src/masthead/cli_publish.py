@@ -64,6 +64,10 @@ def publish_command(
     last --keep releases are kept. An unchanged site publishes nothing. Each switch is
     recorded in TARGET/.masthead-history, which --rollback goes back along.
 
+    A site that is not the whole of one build (a file deleted since, an empty
+    manifest.json…) is refused. A build of the publication running meanwhile is waited
+    for, and waits for the publish.
+
     \b
     Example: masthead publish bulletin --to /srv/bulletin
              masthead publish bulletin --to deploy@web1.example.org:/srv/bulletin
@@ -81,6 +85,7 @@ def publish_command(
             dry_run=dry_run,
             rsh=rsh,
             progress=_progress_bar(quiet),
+            on_wait=lambda line: click.secho(line, fg="yellow", err=True),
         )
     _print_report(report, quiet=quiet)
 

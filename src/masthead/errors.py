@@ -6,6 +6,8 @@ nothing else is caught, so a bug still shows its traceback.
 
 from __future__ import annotations
 
+import errno
+import os
 import reprlib
 from pathlib import Path
 
@@ -163,3 +165,68 @@ class SendError(MastheadError):
 
 class PublishError(MastheadError):
     """``masthead publish`` cannot publish (site not built, target not ours, rsync failed…)."""
+
+
+class BuildBusy(MastheadError):
+    """Another build of the same publication holds its build lock."""
+
+
+class StorageError(MastheadError):
+    """The disk refused a write: it is full, read-only, or the folder is not ours to write."""
+
+
+# The errors of a disk an operator can fix, each with the fix; any other OSError is a bug
+# (or a fault we know nothing about) and keeps its traceback.
+_DISK_FAULTS = {
+    errno.ENOSPC: ("No space left on device", "free space on the disk that holds {folder} "),
+    errno.EDQUOT: ("Disk quota exceeded", "free space or raise the quota for {folder} "),
+    errno.EROFS: (
+        "read-only file system",
+        "remount the disk that holds {folder} read-write, or work on a copy on a writable disk",
+    ),
+    errno.EACCES: (
+        "Permission denied",
+        "give {user} access (e.g. `chown -R {user} {folder}`), or run as the folder's owner",
+    ),
+    errno.EPERM: (
+        "Operation not permitted",
+        "`lsattr -d {path}` shows an immutable (i) or append-only (a) flag that `chattr` "
+        "removes; else give {user} write access (e.g. `chown -R {user} {folder}`)",
+    ),
+}
+
+
+def disk_fault(
+    exc: OSError,
+    *,
+    path: Path,
+    unchanged: str,
+    error: type[MastheadError] = StorageError,
+) -> MastheadError | None:
+    """The message for a full disk, a read-only disk or a missing permission met at ``path``
+    (the file named by ``exc`` when it names one), saying what ``unchanged`` is still as it
+    was; ``None`` for any other error, which stays the bug it is."""
+    if exc.errno not in _DISK_FAULTS:
+        return None
+    what, fix = _DISK_FAULTS[exc.errno]
+    where = Path(os.fsdecode(exc.filename)) if exc.filename else path
+    while not where.exists() and where != where.parent:  # a file it could not make: its folder
+        where = where.parent
+    folder = where if where.is_dir() else where.parent
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix += f"(`df -h {folder}` shows how much is free), then run the command again"
+    written_only = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+    return error(
+        f"cannot write here: {what}" if written_only else what,
+        path=where,
+        fix=fix.format(folder=folder, path=where, user=_user()) + f"; {unchanged}",
+    )
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container without a passwd entry
+        return str(os.getuid())

@@ -15,7 +15,9 @@ A publish target is a folder (here, or on another machine reached over ssh + rsy
 
 :func:`publish` reads like the steps it takes:
 
-1. read ``_site/``: every file and its SHA-256, and the site's content hash;
+1. check that ``_site/`` is the whole of one build (:mod:`masthead.site_check`: the build's
+   record, every file it lists, every file ``manifest.json`` names, ``index.html``), else
+   publish nothing; read ``_site/``: every file and its SHA-256, and the site's content hash;
 2. if the live release has the same content hash, stop: nothing to publish;
 3. write the new release under ``releases/.partial-<id>/``: files unchanged since the live
    release are hard links to it, the rest are copied (a remote target: ``rsync
@@ -52,7 +54,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import PublishError
+from .build_lock import Waiting, build_lock
+from .errors import PublishError, disk_fault
+from .model import Publication
+from .site_check import site_problems
 
 MARKER = ".masthead-publish"
 CURRENT = "current"
@@ -132,8 +137,8 @@ class Site:
         return sum(f.size for f in self.files)
 
 
-def site_folder(root: Path | str) -> Path:
-    """The built site of the publication at ``root``, refused when it was never built."""
+def built_publication(root: Path | str) -> Publication:
+    """The publication at ``root``, refused when its site was never built."""
     from .content import load_publication
 
     pub = load_publication(root)
@@ -143,6 +148,21 @@ def site_folder(root: Path | str) -> Path:
             "there is no built site to publish" + ("" if site.is_dir() else " (no _site/)"),
             path=site,
             fix=f"run `masthead build {pub.root}` first",
+        )
+    return pub
+
+
+def whole_site(pub: Publication) -> Path:
+    """The publication's built site, refused unless it is the whole of one build (read with
+    the build lock held: a build may not swap it meanwhile)."""
+    site = pub.site_dir
+    problems = site_problems(site)
+    if problems:
+        raise PublishError(
+            "the built site is not whole, so nothing was published: " + "; ".join(problems),
+            path=site,
+            fix=f"run `masthead build {pub.root}` (it builds a damaged site again in full), "
+            "then publish",
         )
     return site
 
@@ -400,21 +420,33 @@ def publish(
     dry_run: bool = False,
     rsh: str | None = None,
     progress: Progress | None = None,
+    on_wait: Waiting | None = None,
 ) -> PublishReport:
     """Publish the built site of the publication at ``root`` to ``to`` (a folder, or
     ``[user@]host:/path`` over ssh), switching the live version atomically; keep the last
-    ``keep`` releases. ``rsh`` (or ``MASTHEAD_RSH``) replaces ``ssh`` for remote targets."""
+    ``keep`` releases. ``rsh`` (or ``MASTHEAD_RSH``) replaces ``ssh`` for remote targets.
+
+    A build swaps ``_site/`` in one step; a publish reading it meanwhile would mix the two
+    sites (or find the old one's files deleted under it). So a publish holds the build lock,
+    shared (publishes to several hosts run side by side): it waits for a running build
+    (``on_wait`` is told so), and a build waits for it."""
     started = time.perf_counter()
     _check_keep(keep)
-    site_dir = site_folder(root)
+    pub = built_publication(root)
     target = parse_target(str(to))
     if isinstance(target, LocalTarget):
-        _refuse_inside_site(target.path, site_dir)
-    site = read_site(site_dir)
-    if isinstance(target, LocalTarget):
-        report = _publish_local(site, target, keep=keep, dry_run=dry_run, progress=progress)
-    else:
-        report = _publish_remote(site, target, keep=keep, dry_run=dry_run, rsh=_resolve_rsh(rsh))
+        _refuse_inside_site(target.path, pub.site_dir)
+    with (
+        _disk_faults(pub.root, target),
+        build_lock(pub.state_dir, role="publish", on_wait=on_wait),
+    ):
+        site = read_site(whole_site(pub))
+        if isinstance(target, LocalTarget):
+            with _disk_faults(target.path, target):
+                report = _publish_local(site, target, keep=keep, dry_run=dry_run, progress=progress)
+        else:
+            rsh = _resolve_rsh(rsh)
+            report = _publish_remote(site, target, keep=keep, dry_run=dry_run, rsh=rsh)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -424,11 +456,30 @@ def rollback(to: str | Path, *, dry_run: bool = False, rsh: str | None = None) -
     started = time.perf_counter()
     target = parse_target(str(to))
     if isinstance(target, LocalTarget):
-        report = _rollback_local(target, dry_run=dry_run)
+        with _disk_faults(target.path, target):
+            report = _rollback_local(target, dry_run=dry_run)
     else:
         report = _rollback_remote(target, dry_run=dry_run, rsh=_resolve_rsh(rsh))
     report.seconds = time.perf_counter() - started
     return report
+
+
+@contextlib.contextmanager
+def _disk_faults(path: Path, target: LocalTarget | RemoteTarget) -> Iterator[None]:
+    """A full disk, a read-only one or a missing permission here is a message naming the
+    path (the release being written is removed first: the live one was never touched)."""
+    try:
+        yield
+    except OSError as exc:
+        fault = disk_fault(
+            exc,
+            path=path,
+            unchanged=f"the live release of {target} is as it was",
+            error=PublishError,
+        )
+        if fault is None:
+            raise
+        raise fault from None
 
 
 def _refuse_inside_site(target: Path, site: Path) -> None:
@@ -478,7 +529,7 @@ def _publish_local(
             shutil.rmtree(partial, ignore_errors=True)  # (if killed: the next publish does)
             raise
         switch_current(root, release)
-        _append_local_history(root, events)
+        _append_history_after_switch(root, events, release)
         report.pruned = _prune_local(root, release, keep, [*(history or []), *events])
         return report
 
@@ -680,6 +731,9 @@ def switch_current(root: Path, release: str) -> None:
         os.symlink(f"{RELEASES}/{release}", tmp)
         os.replace(tmp, root / CURRENT)
     except OSError as exc:
+        fault = disk_fault(exc, path=root, unchanged="the live release is as it was")
+        if fault is not None:
+            raise PublishError(fault.message, path=fault.path, fix=fault.fix) from None
         raise PublishError(
             f"cannot switch {CURRENT} to releases/{release}: {exc.strerror or exc} (this file "
             "system may not hold symlinks, as mounted buckets often cannot)",
@@ -721,6 +775,24 @@ def _append_local_history(root: Path, events: History) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _append_history_after_switch(root: Path, events: History, release: str) -> None:
+    """Record a switch already made: a disk that refuses the line now must not be reported
+    as a publish that left the live release as it was."""
+    try:
+        _append_local_history(root, events)
+    except OSError as exc:
+        fault = disk_fault(
+            exc,
+            path=root / HISTORY,
+            unchanged=f"release {release} is live; only its line in {HISTORY} is missing "
+            "(--rollback still goes back to the release live before it)",
+            error=PublishError,
+        )
+        if fault is None:
+            raise
+        raise fault from None
 
 
 def _sweep_partials(root: Path) -> None:

@@ -19,8 +19,11 @@ def run_build(
     lang: str | None = None,
     quiet: bool = False,
     verbose: bool = False,
+    no_wait: bool = False,
 ) -> BuildReport:
-    """Run a build with a progress bar (on a terminal) and print what it did."""
+    """Run a build with a progress bar (on a terminal) and print what it did. Behind another
+    build of the publication it waits, saying so (even with ``quiet``: a silent wait looks
+    like a hang), or with ``no_wait`` fails at once."""
     progress_bar = None
     if not quiet and sys.stderr.isatty():
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -44,7 +47,14 @@ def run_build(
 
     try:
         report = build(
-            directory, issue=issue, strict=strict, force=force, lang=lang, progress=progress
+            directory,
+            issue=issue,
+            strict=strict,
+            force=force,
+            lang=lang,
+            progress=progress,
+            wait=0 if no_wait else None,
+            on_wait=lambda line: click.secho(line, fg="yellow", err=True),
         )
     finally:
         if progress_bar is not None and task:
@@ -55,6 +65,12 @@ def run_build(
 
 
 def print_summary(report: BuildReport, *, verbose: bool = False) -> None:
+    if report.damage:
+        click.secho(
+            f"  {report.site}/ was not whole ({'; '.join(report.damage[:3])}): built in full",
+            fg="yellow",
+            err=True,
+        )
     for item in report.built:
         click.echo(
             f"  built {item.slug}: {item.pages} pages, {item.items} items, {item.seconds:.2f} s"

@@ -51,6 +51,8 @@ from .sending import Sends
 log = logging.getLogger("masthead.serve")
 
 MAX_REQUEST_BYTES = files.MAX_IMAGE_BYTES + 1024 * 1024
+BUILD_WAIT_SECONDS = 60.0
+"""How long the Build button waits behind another build of the publication."""
 ADMIN_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -389,7 +391,11 @@ class Admin:
 
         folder = self._folder(request)
         try:
-            report = await run_in_threadpool(build, self.root, issue=folder.name)
+            # Behind another build (the CLI's, or another tab's) a request waits a while,
+            # then says who holds the lock rather than hold a worker thread for ever.
+            report = await run_in_threadpool(
+                build, self.root, issue=folder.name, wait=BUILD_WAIT_SECONDS
+            )
         except MastheadError as exc:
             raise files.EditError(f"the build failed: {exc.message}", fix=exc.fix) from None
         for warning in getattr(report, "warnings", [])[:5]:

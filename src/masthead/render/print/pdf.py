@@ -100,7 +100,9 @@ def theme_file(pub: Publication) -> Path:
     source = builtin_theme()
     if not target.is_file() or target.read_bytes() != source:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".masthead.typ.{os.getpid()}")
+        # Unique per thread too: the editor's print preview writes it from a thread of the
+        # same process as a build's.
+        tmp = target.with_name(f".masthead.typ.{os.getpid()}-{threading.get_ident()}")
         tmp.write_bytes(source)
         tmp.replace(target)
     return target

@@ -454,3 +454,26 @@ def test_front_matter_keys_do_not_steer_the_editors_issue_page(
     assert page.status_code == 200
     assert 'href="/admin/issues/2020-03/items/a"' in page.text
     assert "planted" not in page.text
+
+
+@pytest.mark.parametrize("which", ["item", "issue.toml"])
+def test_a_linked_file_is_refused_and_its_target_never_published(
+    tmp_path: Path, which: str
+) -> None:
+    """Review of issue 13: the loader followed a symbolic link, so an item (or issue.toml)
+    linked to a private file put that file into the editions, or a byte of it into an error
+    message; a link is refused by name and nothing of its target reaches _site/."""
+    private = tmp_path / "private.txt"
+    private.write_text("---\ntitle: PRIVATE-KEY-MATERIAL\n---\n\nPRIVATE-KEY-MATERIAL\n", "utf-8")
+    root = make_publication(tmp_path / "pub", items={"a.md": "---\ntitle: A\n---\n\nText.\n"})
+    folder = next((root / "issues").iterdir())
+    target = folder / ("b.md" if which == "item" else "issue.toml")
+    target.unlink(missing_ok=True)
+    target.symlink_to(private)
+    result = CliRunner().invoke(main, ["build", str(root)])
+    assert result.exit_code == 1
+    assert "symbolic link" in result.output and target.name in result.output
+    assert "Traceback" not in result.output
+    site = root / "_site"
+    leaked = [p for p in site.rglob("*") if p.is_file() and b"PRIVATE-KEY" in p.read_bytes()]
+    assert not leaked

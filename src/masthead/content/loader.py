@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import tomllib
 from datetime import date, datetime
@@ -35,17 +37,28 @@ TRANSLATION = re.compile(r"^(?P<stem>.+)\.(?P<lang>[a-z]{2,3}(-[A-Za-z0-9]+)*)$"
 def read_text(path: Path, *, limit: int = MAX_ITEM_BYTES) -> str:
     """A file's text as UTF-8 (a BOM is dropped); non-UTF-8 and oversized files are refused."""
     try:
-        size = path.stat().st_size
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:
         raise ContentError("file not found", path=path) from None
-    if size > limit:
-        raise ContentError(
-            f"file is {size / 1024 / 1024:.1f} MB, more than the {limit // 1024 // 1024} MB "
-            "an item may hold",
-            path=path,
-            fix="split it into several items, or keep large media beside it as files",
-        )
-    data = path.read_bytes()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a link: it could publish a file from anywhere
+            raise ContentError(
+                "is a symbolic link; Masthead does not follow links in a publication (one "
+                "could put any file of the machine into the editions)",
+                path=path,
+                fix="replace the link by a copy of the file",
+            ) from None
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > limit:
+            raise ContentError(
+                f"file is {size / 1024 / 1024:.1f} MB, more than the {limit // 1024 // 1024} "
+                "MB an item may hold",
+                path=path,
+                fix="split it into several items, or keep large media beside it as files",
+            )
+        data = handle.read(limit + 1)
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:

@@ -1,0 +1,248 @@
+"""Review of issue 13's fixes: new variants of the attacks that still get through.
+
+Each test reproduces one bypass found by attacking the merged fixes from outside; every
+test here fails on the reviewed code (commit 3634bf8) and names the bypass in its
+docstring. Attacks that were refused are listed in the review report, not here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from conftest import copy_tree, sqlite_only
+from editor_kit import log_in, png, set_password
+from masthead.render.svg import clean_svg
+from masthead.store import dispose_engines
+from masthead.web import create_app
+
+SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="50" height="50">{}</svg>'
+
+
+@pytest.fixture(autouse=True)
+def _fresh_engines():
+    yield
+    dispose_engines()
+
+
+@pytest.fixture
+def site_root(built_demo: Path, tmp_path: Path) -> Path:
+    root = copy_tree(built_demo, tmp_path / "demo")
+    set_password(root)
+    return root
+
+
+# ---- SVGs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '<rect width="9" height="9" style="background-image:'
+        "image-set('https://evil.example/t.png' 1x)\"/>",
+        "<rect style=\"mask-image:-webkit-image-set('https://evil.example/t.png' 1x)\"/>",
+        '<style>svg{background-image:image-set("https://evil.example/t.png" 1x)}</style>',
+        '<rect fill="image-set(&quot;https://evil.example/t.png&quot; 1x)"/>',
+    ],
+)
+def test_svg_css_image_set_fetches_a_remote_image(payload: str) -> None:
+    """Bypass: CSS image-set("https://…") (a string, no url()) survives clean_svg; Chromium
+    fetched it when the cleaned SVG was opened without masthead serve's CSP."""
+    cleaned = clean_svg(SVG.format(payload).encode())
+    assert cleaned is not None
+    assert b"evil.example" not in cleaned
+
+
+@pytest.mark.parametrize(
+    "href",
+    ["%2e%2e/%2e%2e/admin/subscribers/export.csv", ".%2e/.%2E/admin/", "%2E./x.svg"],
+)
+def test_svg_link_with_percent_encoded_dot_segments_climbs_out(href: str) -> None:
+    """Bypass: an <a> link of %2e%2e/ segments passes the 'relative path that stays
+    inside' check (normpath sees no ..), but browsers resolve %2e%2e as .."""
+    cleaned = clean_svg(SVG.format(f'<a href="{href}"><rect width="9" height="9"/></a>').encode())
+    assert cleaned is not None
+    assert b"href" not in cleaned
+
+
+# ---- masthead serve ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/admin/login/", "/admin/static", "/admin/subscribers/"])
+def test_admin_trailing_slash_redirect_echoes_the_host_header(site_root: Path, path: str) -> None:
+    """Bypass: Starlette's redirect_slashes in the /admin/ router answers with an absolute
+    Location built from the request's Host header (unauthenticated)."""
+    with TestClient(create_app(site_root)) as client:
+        response = client.get(path, headers={"host": "evil.example"}, follow_redirects=False)
+    assert "evil.example" not in response.headers.get("location", "")
+
+
+@pytest.mark.parametrize("path", ["/bulletin", "/healthz/"])
+def test_base_path_redirect_echoes_the_host_header(site_root: Path, path: str) -> None:
+    """Bypass: with a base_url path, /bulletin (the site's own address) and /healthz/ are
+    redirected to http://<Host>/…, even with --public-only."""
+    toml = site_root / "masthead.toml"
+    text = toml.read_text("utf-8").replace(
+        'base_url = "https://bulletin.example.org/"',
+        'base_url = "https://example.org/bulletin/"',
+    )
+    toml.write_text(text, "utf-8")
+    with TestClient(create_app(site_root, public_only=True)) as client:
+        response = client.get(path, headers={"host": "evil.example"}, follow_redirects=False)
+    assert "evil.example" not in response.headers.get("location", "")
+
+
+@pytest.mark.parametrize("name", ["a%00.png", "lead%00.png", "river%00.svg.png"])
+def test_admin_file_route_with_a_nul_byte_is_not_a_500(site_root: Path, name: str) -> None:
+    """Bypass: a NUL byte in /admin/issues/<slug>/files/<name> makes own_file's lstat raise
+    ValueError (not OSError): an HTTP 500 with a traceback."""
+    (site_root / "issues/2020-03/a.png").write_bytes(png())
+    with TestClient(create_app(site_root), raise_server_exceptions=False) as client:
+        assert log_in(client).status_code == 200
+        response = client.get(f"/admin/issues/2020-03/files/{name}")
+    assert response.status_code == 404
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_admin_login_reads_a_chunked_body_without_limit(site_root: Path) -> None:
+    """Bypass: _read_form checks only Content-Length; a chunked multipart body to the
+    unauthenticated /admin/login is read (and spooled to disk) past MAX_REQUEST_BYTES;
+    login never closes the parsed form either (its temporary files leak until GC)."""
+    from masthead.web.admin import MAX_REQUEST_BYTES
+
+    sent = 0
+    megabyte = b"a" * (1 << 20)
+
+    def body():
+        nonlocal sent
+        yield (
+            b'--XX\r\nContent-Disposition: form-data; name="f"; filename="a.bin"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n"
+        )
+        for _ in range(MAX_REQUEST_BYTES // len(megabyte) + 8):
+            sent += len(megabyte)
+            yield megabyte
+        yield b"\r\n--XX--\r\n"
+
+    with TestClient(create_app(site_root), raise_server_exceptions=False) as client:
+        response = client.post(
+            "/admin/login",
+            content=body(),
+            headers={"content-type": "multipart/form-data; boundary=XX"},
+        )
+    assert response.status_code == 413
+    assert sent <= MAX_REQUEST_BYTES + (2 << 20), f"the server read {sent} bytes"
+
+
+# ---- bounce mail ------------------------------------------------------------------------
+
+
+@sqlite_only
+def test_old_verp_address_suppresses_the_next_subscriber_given_the_same_id(demo: Path) -> None:
+    """Bypass: the VERP mac covers only the id, and SQLite reuses the highest id after a
+    removal: a removed subscriber's own old Return-Path forges a hard bounce for whoever
+    signs up next."""
+    from email.message import Message
+    from email.mime.message import MIMEMessage
+    from email.mime.multipart import MIMEMultipart
+    from email.mime.text import MIMEText
+
+    from masthead.bounces import process_files
+    from masthead.content import load_publication
+    from masthead.store import open_store, tokens
+    from masthead.store import subscriber_list as subs
+
+    pub = load_publication(demo)
+    store = open_store(pub)
+    subs.add(store, "ada@example.org", name="Ada", confirmed=True)
+    attacker = subs.add(store, "mallory@evil.example", confirmed=True).subscriber
+    old_return_path = tokens.verp_address(pub, attacker.id)  # on every mail Mallory got
+    subs.remove(store, "mallory@evil.example")  # "forget me"
+    victim = subs.add(store, "victim@example.org", name="Vic", confirmed=True).subscriber
+
+    report = MIMEMultipart("report", report_type="delivery-status")
+    report["From"] = "MAILER-DAEMON@mx.evil.example"
+    report["To"] = old_return_path
+    report["Message-ID"] = "<forged-1@mx.evil.example>"
+    report.attach(MIMEText("Undeliverable.\n"))
+    per_message, per_recipient = Message(), Message()
+    per_message["Reporting-MTA"] = "dns; mx.evil.example"
+    per_recipient["Final-Recipient"] = "rfc822; mallory@evil.example"
+    per_recipient["Action"] = "failed"
+    per_recipient["Status"] = "5.1.1"
+    status = Message()
+    status.set_type("message/delivery-status")
+    status.set_payload([per_message, per_recipient])
+    report.attach(status)
+    report.attach(MIMEMessage(MIMEText("The issue.")))
+    forged = demo / "forged.eml"
+    forged.write_bytes(report.as_bytes())
+
+    process_files(pub, store, [forged])
+    after = {s.id: s for s in subs.iter_subscribers(store)}
+    assert after[victim.id].suppressed is None, "the victim was suppressed by a replayed VERP"
+
+
+# ---- subscriber export ------------------------------------------------------------------
+
+
+NAMES = ["Ann;=1+1", "Bob;=HYPERLINK(A1)", "Cy;+7*6", "Dee;@SUM(A1)", "Eve|=1+1"]
+
+
+def _exported_names(demo: Path) -> tuple[str, list[str]]:
+    app = create_app(demo, subscribe_per_minute=1000, subscribe_burst=1000)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for i, name in enumerate(NAMES):
+            client.post("/subscribe", data={"email": f"s{i}@example.org", "name": name})
+    out = subprocess.run(
+        ["python", "-m", "masthead", "subscribers", "export", str(demo)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out, [row["name"] for row in csv.DictReader(io.StringIO(out))]
+
+
+def test_export_formula_after_a_semicolon_runs_in_a_spreadsheet(demo: Path) -> None:
+    """Bypass: 'Ann;=1+1' is exported as is; a spreadsheet that splits on ';' (LibreOffice
+    with comma and semicolon, Excel in ';' locales) starts a cell at '=' and runs it."""
+    _, names = _exported_names(demo)
+    assert len(names) == len(NAMES)
+    for name in names:
+        for piece in name.replace("|", ";").split(";")[1:]:
+            assert piece.lstrip()[:1] not in ("=", "+", "-", "@"), name
+
+
+@pytest.mark.skipif(shutil.which("soffice") is None, reason="apt-get install libreoffice-calc")
+def test_export_formula_after_a_semicolon_runs_in_libreoffice(demo: Path, tmp_path: Path) -> None:
+    """Bypass, in a real spreadsheet: LibreOffice Calc opening the export with the comma
+    and semicolon separators evaluates =1+1 (2) and =HYPERLINK(A1)."""
+    out, _ = _exported_names(demo)
+    source = tmp_path / "export.csv"
+    source.write_text(out, "utf-8")
+    subprocess.run(
+        [
+            "soffice",
+            "--headless",
+            "--norestore",
+            f"-env:UserInstallation=file://{tmp_path}/lo-profile",
+            "--infilter=CSV:44/59,34,76,1,,0,false,true,false,false,false,-1,true",
+            "--convert-to",
+            "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,false,false",
+            "--outdir",
+            str(tmp_path / "out"),
+            str(source),
+        ],
+        capture_output=True,
+        timeout=180,
+        check=True,
+    )
+    values = (tmp_path / "out" / "export.csv").read_text("utf-8")
+    assert ",2," not in values and ",42," not in values, values

@@ -49,11 +49,17 @@ def site_root(built_demo: Path, tmp_path: Path) -> Path:
         "<rect style=\"mask-image:-webkit-image-set('https://evil.example/t.png' 1x)\"/>",
         '<style>svg{background-image:image-set("https://evil.example/t.png" 1x)}</style>',
         '<rect fill="image-set(&quot;https://evil.example/t.png&quot; 1x)"/>',
+        # url( left open: CSS closes it at the end of the value; the check's regex needs ")"
+        '<rect style="background-image:url(https://evil.example/t.png"/>',
+        '<rect style="mask-image:url(&quot;https://evil.example/t.png&quot;"/>',
+        "<style>svg{background-image:url(https://evil.example/t.png</style>",
+        '<rect style="fill:url(#a) url(https://evil.example/t.png"/>',
+        '<rect fill="url(https://evil.example/p.svg#p"/>',
     ],
 )
-def test_svg_css_image_set_fetches_a_remote_image(payload: str) -> None:
-    """Bypass: CSS image-set("https://…") (a string, no url()) survives clean_svg; Chromium
-    fetched it when the cleaned SVG was opened without masthead serve's CSP."""
+def test_svg_css_fetches_a_remote_image(payload: str) -> None:
+    """Bypass: CSS image-set("https://…") and an unclosed url(https://… survive clean_svg;
+    Chromium fetched both when the cleaned SVG was opened without masthead serve's CSP."""
     cleaned = clean_svg(SVG.format(payload).encode())
     assert cleaned is not None
     assert b"evil.example" not in cleaned

@@ -147,6 +147,32 @@ def test_admin_login_reads_a_chunked_body_without_limit(site_root: Path) -> None
     assert sent <= MAX_REQUEST_BYTES + (2 << 20), f"the server read {sent} bytes"
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/unsubscribe/" + "9" * 20 + "/abcdefghijkl",
+        "/confirm/" + "9" * 20 + "/abcdefghijkl",
+        "/unsubscribe/" + "9" * 5000 + "/abcdefghijkl",
+    ],
+    ids=["unsubscribe-20-digits", "confirm-20-digits", "unsubscribe-5000-digits"],
+)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_huge_subscriber_id_in_a_public_link_is_not_a_500(
+    site_root: Path, path: str, method: str
+) -> None:
+    """Bypass: an id over 2**63 (OverflowError binding it to SQLite) or over 4,300 digits
+    (ValueError in Starlette's int convertor) in /unsubscribe/ or /confirm/ is an HTTP 500,
+    not the 403 every unknown id gets."""
+    with TestClient(create_app(site_root), raise_server_exceptions=False) as client:
+        response = client.request(
+            method,
+            path,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+    assert response.status_code in (403, 404)
+
+
 # ---- bounce mail ------------------------------------------------------------------------
 
 

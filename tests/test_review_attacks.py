@@ -173,6 +173,17 @@ def test_a_huge_subscriber_id_in_a_public_link_is_not_a_500(
     assert response.status_code in (403, 404)
 
 
+def test_readyz_does_not_show_the_server_path_to_anyone(site_root: Path) -> None:
+    """Bypass (small leak): the public /readyz answers "no built site in /srv/…/_site",
+    the publication's absolute path on the server (and, on a secret mismatch, another
+    machine's host name)."""
+    with TestClient(create_app(site_root)) as client:
+        (site_root / "_site" / "index.html").unlink()
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    assert str(site_root) not in response.text
+
+
 # ---- bounce mail ------------------------------------------------------------------------
 
 

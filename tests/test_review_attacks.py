@@ -115,6 +115,24 @@ def test_admin_file_route_with_a_nul_byte_is_not_a_500(site_root: Path, name: st
     assert response.status_code == 404
 
 
+def test_editor_inputs_that_are_still_a_500(site_root: Path) -> None:
+    """Bypass (issue 13 point 6, editor side): a 20-digit /admin/subscribers/<id>
+    (OverflowError) and a 5,000-character trash id to restore (OSError: file name too
+    long) are HTTP 500s, not a message."""
+    from editor_kit import csrf_of
+
+    with TestClient(create_app(site_root), raise_server_exceptions=False) as client:
+        assert log_in(client).status_code == 200
+        token = csrf_of(client.get("/admin/issues/2020-03").text)
+        by_id = client.get("/admin/subscribers/" + "9" * 20)
+        restore = client.post(
+            "/admin/issues/2020-03/restore",
+            data={"csrf": token, "trash": "20260101-000000-" + "9" * 5000 + "-a"},
+        )
+    assert by_id.status_code == 404
+    assert restore.status_code == 400
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_admin_login_reads_a_chunked_body_without_limit(site_root: Path) -> None:

@@ -11,6 +11,7 @@ import csv
 import io
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -263,7 +264,7 @@ def _exported_names(demo: Path) -> tuple[str, list[str]]:
         for i, name in enumerate(NAMES):
             client.post("/subscribe", data={"email": f"s{i}@example.org", "name": name})
     out = subprocess.run(
-        ["python", "-m", "masthead", "subscribers", "export", str(demo)],
+        [sys.executable, "-m", "masthead", "subscribers", "export", str(demo)],
         capture_output=True,
         text=True,
         check=True,

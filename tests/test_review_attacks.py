@@ -140,29 +140,49 @@ def test_admin_login_reads_a_chunked_body_without_limit(site_root: Path) -> None
     """Bypass: _read_form checks only Content-Length; a chunked multipart body to the
     unauthenticated /admin/login is read (and spooled to disk) past MAX_REQUEST_BYTES;
     login never closes the parsed form either (its temporary files leak until GC)."""
+    import asyncio
+
     from masthead.web.admin import MAX_REQUEST_BYTES
 
-    sent = 0
+    app = create_app(site_root)
     megabyte = b"a" * (1 << 20)
+    head = (
+        b'--XX\r\nContent-Disposition: form-data; name="f"; filename="a.bin"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n"
+    )
+    sent = 0
+    statuses: list[int] = []
 
-    def body():
+    async def receive():  # type: ignore[no-untyped-def]
+        # the body as a chunked request delivers it: no Content-Length, one piece at a time
         nonlocal sent
-        yield (
-            b'--XX\r\nContent-Disposition: form-data; name="f"; filename="a.bin"\r\n'
-            b"Content-Type: application/octet-stream\r\n\r\n"
-        )
-        for _ in range(MAX_REQUEST_BYTES // len(megabyte) + 8):
-            sent += len(megabyte)
-            yield megabyte
-        yield b"\r\n--XX--\r\n"
+        chunk = head if sent == 0 else megabyte
+        sent += len(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": sent < 40 << 20}
 
-    with TestClient(create_app(site_root), raise_server_exceptions=False) as client:
-        response = client.post(
-            "/admin/login",
-            content=body(),
-            headers={"content-type": "multipart/form-data; boundary=XX"},
-        )
-    assert response.status_code == 413
+    async def send(message):  # type: ignore[no-untyped-def]
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/admin/login",
+        "raw_path": b"/admin/login",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"multipart/form-data; boundary=XX"),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+    }
+    asyncio.run(app(scope, receive, send))
+    assert statuses == [413]
     assert sent <= MAX_REQUEST_BYTES + (2 << 20), f"the server read {sent} bytes"
 
 

@@ -51,6 +51,8 @@ from .sending import Sends
 log = logging.getLogger("masthead.serve")
 
 MAX_REQUEST_BYTES = files.MAX_IMAGE_BYTES + 1024 * 1024
+LOGIN_FORM_BYTES = 64 * 1024
+"""The most an unauthenticated login request may send."""
 BUILD_WAIT_SECONDS = 60.0
 """How long the Build button waits behind another build of the publication."""
 ADMIN_HEADERS = {
@@ -189,9 +191,18 @@ class Admin:
             return self.page(request, "nopassword.html", 503, title="Set a password first")
         if request.method == "GET":
             return self.page(request, "login.html", title="Log in", next=next_url)
-        form = await _read_form(request)
+        # Before a login nobody is trusted with more than a login form's few bytes.
+        form = await _read_form(request, limit=LOGIN_FORM_BYTES)
         if isinstance(form, Response):
             return form
+        try:
+            return await self._log_in(request, session, form, stored, next_url)
+        finally:
+            await form.close()
+
+    async def _log_in(
+        self, request: Request, session: Any, form: FormData, stored: str, next_url: str
+    ) -> Response:
         if not csrf_ok(session, _field(form, "csrf")):
             return self.page(
                 request,
@@ -826,7 +837,7 @@ class Admin:
             Route(issue + "/print", g(self.print_page)),
             Route(issue + "/print.json", g(self.print_json)),
             Route(issue + "/print.pdf", g(self.print_pdf)),
-            Route(issue + "/print/{fp:str}/{n:int}.png", g(self.print_png)),
+            Route(issue + "/print/{fp:str}/{n:id}.png", g(self.print_png)),
             Route(issue + "/send", g(self.send_page)),
             Route(issue + "/send.json", g(self.send_json)),
             Route(issue + "/send/test", g(self.send_test), methods=["POST"]),
@@ -841,7 +852,7 @@ class Admin:
             Route("/subscribers/import", g(self.subscriber_import), methods=["POST"]),
             Route("/subscribers/suppress", g(self.subscriber_suppress), methods=["POST"]),
             Route("/subscribers/export.csv", g(self.subscriber_export)),
-            Route("/subscribers/{id:int}", g(self.subscriber)),
+            Route("/subscribers/{id:id}", g(self.subscriber)),
             Mount("/static", app=StaticFiles(directory=str(_package_dir("static")))),
         ]
 
@@ -856,10 +867,22 @@ def admin_routes(root: Path, store: Store | None = None) -> Mount:
 # ---- small helpers ----------------------------------------------------------------------
 
 
-async def _read_form(request: Request) -> FormData | Response:
+async def _read_form(request: Request, limit: int = MAX_REQUEST_BYTES) -> FormData | Response:
+    """The request's form, refusing a body over ``limit`` bytes however it is sent: by its
+    Content-Length, or counted as it arrives (a chunked body has none)."""
+    too_large = PlainTextResponse("request too large", status_code=413)
     length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_REQUEST_BYTES:
-        return PlainTextResponse("request too large", status_code=413)
+    if length and length.isdigit() and int(length) > limit:
+        return too_large
+    if not (length and length.isdigit()):
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return too_large
+            chunks.append(chunk)
+        request._body = b"".join(chunks)  # what request.form() reads from now on
     try:
         return await request.form(max_files=2, max_fields=200, max_part_size=2 * 1024 * 1024)
     except Exception as exc:  # malformed multipart bodies

@@ -77,6 +77,7 @@ from ..store import (
 )
 from ..store import subscriber_list as subs
 from ..store.tokens import check_token, token_issued, verify_secret
+from . import routing  # noqa: F401  (the {id:id} path parameter)
 from .pages import FILE_HEADERS, button_form, page, subscribe_form
 from .ratelimit import TokenBucket
 from .writes import checkpoint_in_background, write_queue
@@ -305,11 +306,13 @@ class Endpoints:
         if not self.secret_checked:  # an instance started before `masthead db upgrade`
             try:
                 await self._db(verify_secret, self.store, self.pub)
-            except MastheadError as exc:
-                return _probe(503, exc.message)
+            except MastheadError as exc:  # names another machine: for the log only
+                log.error("probe: %s", exc.message)
+                return _probe(503, "signing secret differs from the database's (see the log)")
             self.secret_checked = True
         if not (self.pub.site_dir / "index.html").is_file():
-            return _probe(503, f"no built site in {self.pub.site_dir}: run `masthead build`")
+            log.error("probe: no built site in %s", self.pub.site_dir)
+            return _probe(503, "no built site: run `masthead build`")
         return _probe(200, "ready")
 
 
@@ -396,6 +399,14 @@ def base_path(pub: Publication) -> str:
     return urlsplit(pub.config.base_url).path.rstrip("/")
 
 
+def _no_slash_redirects(router: Any) -> None:
+    router.redirect_slashes = False
+    for route in router.routes:
+        inner = getattr(route, "app", None)
+        if isinstance(route, Mount) and hasattr(inner, "redirect_slashes"):
+            _no_slash_redirects(inner)
+
+
 def create_app(
     directory: Path | str,
     *,
@@ -423,8 +434,8 @@ def create_app(
         if background_checkpoints:
             checkpoint_in_background(store.engine, queue)
     public = [
-        Route("/unsubscribe/{id:int}/{token:str}", endpoints.unsubscribe, methods=["GET", "POST"]),
-        Route("/confirm/{id:int}/{token:str}", endpoints.confirm, methods=["GET", "POST"]),
+        Route("/unsubscribe/{id:id}/{token:str}", endpoints.unsubscribe, methods=["GET", "POST"]),
+        Route("/confirm/{id:id}/{token:str}", endpoints.confirm, methods=["GET", "POST"]),
         Route("/subscribe", endpoints.subscribe, methods=["GET", "POST"]),
         Mount("/", app=SiteFiles(directory=pub.site_dir, html=True, check_dir=False)),
     ]
@@ -438,11 +449,15 @@ def create_app(
 
         # The editor's app (login required) lives at /admin/, outside base_url's path.
         routes.append(admin_routes(pub.root, store))
+        routes.append(Route("/admin", lambda request: RedirectResponse("/admin/")))
     if prefix:
-        routes.append(Route("/", lambda request: RedirectResponse(prefix + "/")))
-        routes.append(Mount(prefix, routes=public))
+        to_site = Route("/", lambda request: RedirectResponse(prefix + "/"))
+        routes += [to_site, Route(prefix, to_site.endpoint), Mount(prefix, routes=public)]
     else:
         routes.extend(public)
     app = Starlette(routes=routes)
+    # Starlette's own slash redirects are absolute, built from the request's Host header:
+    # a path without its slash is a 404 here, and every redirect of ours is relative.
+    _no_slash_redirects(app.router)
     app.state.endpoints = endpoints
     return app

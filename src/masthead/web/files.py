@@ -93,7 +93,7 @@ def own_file(folder: Path, path: Path) -> bool:
         if path.is_symlink() or folder.is_symlink():
             return False
         real = path.resolve(strict=True)
-    except (OSError, RuntimeError):  # missing, a loop, a name too long
+    except (OSError, RuntimeError, ValueError):  # missing, a loop, too long, a NUL byte
         return False
     return real.parent == folder.resolve() and real.is_file()
 
@@ -333,7 +333,7 @@ def delete_item(folder: Path, name: str) -> str:
 
 def restore(folder: Path, trash_id: str) -> str:
     """Put a deleted item back where it was in the print order; returns its file name."""
-    if not re.fullmatch(r"\d{8}-\d{6}-\d+-[A-Za-z0-9_-]+", trash_id):
+    if len(trash_id) > 240 or not re.fullmatch(r"\d{8}-\d{6}-\d{1,6}-[A-Za-z0-9_-]+", trash_id):
         raise EditError("no such deleted item")
     trash = folder / TRASH
     source = trash / trash_id

@@ -211,6 +211,71 @@ def test_what_is_not_an_svg_document_is_refused(data: bytes) -> None:
     assert clean_svg(data) is None
 
 
+CSS_FETCHES = [
+    # functions that fetch a plain string, any case, split by comments, in a presentation
+    # attribute or a style element
+    "<rect style=\"fill:IMAGE-SET('https://evil.example/t.png' 1x)\"/>",
+    "<rect style=\"fill:image-set('t.png' 1x)\"/>",  # relative: still a fetch
+    '<rect style="fill:cross-fade(&quot;https://evil.example/t.png&quot;)"/>',
+    "<rect style=\"fill:image('https://evil.example/t.png')\"/>",
+    "<rect style=\"fill:-moz-element(#a), src('https://evil.example/t.png')\"/>",
+    '<rect stroke="-webkit-image-set(&quot;https://evil.example/t.png&quot; 2x)"/>',
+    '<rect cursor="url(https://evil.example/c.png), auto"/>',
+    '<rect filter="url(&quot;https://evil.example/f.svg#f&quot;"/>',
+    '<rect marker-start="URL(  https://evil.example/m.svg#m"/>',
+    '<rect mask="url(/mask.svg#m)"/>',
+    '<rect clip-path="url(//evil.example/c.svg#c)"/>',
+    # comments and case split the names
+    "<style>rect{fill:ur/**/l(https://evil.example/t.png)}</style>",
+    "<style>rect{fill:UrL(/**/https://evil.example/t.png)}</style>",
+    "<style>rect{fill:image-/**/set('https://evil.example/t.png' 1x)}</style>",
+    "<style>@im/**/port 'https://evil.example/x.css';</style>",
+    "<style>@IMPORT 'https://evil.example/x.css';</style>",
+    # a comment opened inside a string is no comment: what follows it is CSS
+    "<style>rect{content:'/*';fill:url(https://evil.example/t.png)}</style>",
+    "<style>@font-face{font-family:x;src:local(x)}</style>",
+    # escapes, newlines and tabs
+    "<style>rect{fill:u\\72l(https://evil.example/t.png)}</style>",
+    "<style>rect{fill:image-set('htt&#9;ps:/&#10;/evil.example/t.png' 1x)}</style>",
+    "<rect style=\"fill:url(#a) url(\n'https://evil.example/t.png'\n\"/>",
+    # an unclosed url( or string runs to the end of the value
+    "<style>rect{fill:url(  'https://evil.example/t.png</style>",
+    '<rect fill="url(data:image/svg+xml,x#p"/>',
+]
+
+
+@pytest.mark.parametrize("payload", CSS_FETCHES)
+def test_css_fetches_nothing(payload: str) -> None:
+    """CSS anywhere (style attribute, <style>, presentation attribute) keeps url( only to a
+    #fragment and no function or at-rule that fetches a string; else it is dropped."""
+    cleaned = clean_svg(SVG.format(payload).encode())
+    assert cleaned is not None
+    assert b"evil" not in cleaned and b"t.png" not in cleaned and b"data:" not in cleaned
+    assert b"/mask.svg" not in cleaned and b"src(" not in cleaned
+    assert b"font-face" not in cleaned
+
+
+def test_ordinary_css_stays() -> None:
+    """What drawing tools write: comments, @media, quoted font names, fragments."""
+    style = (
+        "/* colours */ /* dark */ .a{fill:URL( '#g' );stroke:url(#g)}\n"
+        "@media (prefers-color-scheme:dark){.a{fill:rgb(1 2 3 / 50%)}}\n"
+        "text{font:12px/1.5 'Open Sans', serif}"
+    )
+    svg = SVG.format(
+        f"<style>{style}</style>"
+        '<rect class="a" style="fill:url(#g);stroke:url(&quot;#g&quot;" filter="url(#f)"'
+        ' clip-path="url( #c)" marker-end="url(#m)" transform="translate(1 2) rotate(3)"/>'
+    )
+    cleaned = clean_svg(svg.encode())
+    assert cleaned is not None
+    root = etree.fromstring(cleaned)
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    assert root.xpath("//s:style/text()", namespaces=ns) == [style]
+    rect = root.xpath("//s:rect", namespaces=ns)[0]
+    assert set(rect.attrib) == {"class", "style", "filter", "clip-path", "marker-end", "transform"}
+
+
 @pytest.mark.parametrize(
     ("link", "ok"),
     [
@@ -226,6 +291,20 @@ def test_what_is_not_an_svg_document_is_refused(data: bytes) -> None:
         ("https:evil.example", False),
         ("ftp://example.org/", False),
         ("java\tscript:alert(1)", False),
+        # percent-encoded dot segments: a browser reads %2e%2e as ..
+        ("%2e%2e/admin/", False),
+        ("a/%2E%2e/%2e./admin/", False),
+        ("%252e%252e/admin/", False),  # decoded twice by a server
+        ("%25252e%25252e/admin/", False),
+        ("..%2fadmin/", False),
+        ("a%5c..%5c..%5cadmin", False),  # a backslash is a slash to a browser
+        ("..;x/admin/", False),  # a path parameter, .. to some servers
+        ("a/..;/..;/admin/", False),
+        ("a%3f/../../admin/", False),  # %3f is no query: the path climbs
+        ("%2fadmin/", False),
+        ("%2e/page.html", True),
+        ("a/%2e%2e/b.html", True),
+        ("100%25.html", True),
         ("\x01javascript:alert(1)", False),
         ("", False),
     ],

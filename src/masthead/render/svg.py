@@ -12,12 +12,15 @@ what a drawing needs:
 - link targets (``href``, ``xlink:href``, ``src``) checked after removing every whitespace
   and control character (a browser drops them inside a URL: ``jav&#9;ascript:`` is
   ``javascript:``): an ``<a>`` keeps a plain http(s) URL, a ``#fragment`` or a relative path
-  that stays inside, else it is unwrapped (its drawing stays, its link goes); ``<use>`` keeps
-  only a ``#fragment``; ``<image>`` and ``<feImage>`` only a fragment or an embedded raster
+  that stays inside (also once percent-decoded: ``%2e%2e`` is ``..``), else it is unwrapped
+  (its drawing stays, its link goes); ``<use>`` keeps only a ``#fragment``; ``<image>`` and
+  ``<feImage>`` only a fragment or an embedded raster
   image (``data:image/png``, jpeg, gif, webp): an SVG reads no other file, on the web or
   in print;
-- CSS (``style`` attributes and elements) without ``url()`` to anything but a fragment,
-  ``@import``, ``expression``, script schemes or escapes that could hide them;
+- CSS (``style`` attributes and elements, and every other attribute, as ``fill`` or
+  ``cursor`` are CSS values) with ``url(`` only to a fragment, no string that starts as an
+  address, no ``image-set()`` or other function or at-rule that fetches a string, no
+  ``expression``, script schemes or escapes that could hide them (see :func:`safe_css`);
 - no DOCTYPE (entity declarations: expansion bombs, external entities), no processing
   instructions, no comments.
 
@@ -31,6 +34,7 @@ import posixpath
 import re
 import unicodedata
 from typing import Any
+from urllib.parse import unquote
 
 SVG_NS = "http://www.w3.org/2000/svg"
 XLINK_NS = "http://www.w3.org/1999/xlink"
@@ -52,8 +56,29 @@ SVG_ELEMENTS = frozenset(
 LINK_ATTRIBUTES = frozenset({"href", "src"})
 RASTER_DATA = re.compile(r"data:image/(png|jpeg|jpg|gif|webp)[;,]", re.IGNORECASE)
 SCHEME = re.compile(r"^([a-z][a-z0-9+.\-]*):", re.IGNORECASE)
-CSS_URL = re.compile(r"url\(([^)]*)\)", re.IGNORECASE)
-CSS_FORBIDDEN = ("@import", "expression", "javascript:", "vbscript:", "behavior", "binding", "\\")
+CSS_COMMENT = re.compile(r"/\*.*?(?:\*/|$)", re.DOTALL)  # an unclosed comment runs to the end
+CSS_URL_NOT_FRAGMENT = re.compile(r"url\((?!['\"]?#)")  # url( open, quoted or not, to no #…
+# a string that starts as an address: 'https:…', "data:…", "/…" (after squeeze and lower)
+CSS_STRING_ADDRESS = re.compile(r"['\"](?:/|[a-z][a-z0-9+.\-]*:)|\(/")
+CSS_FORBIDDEN = (
+    # what fetches without url(): a string is an address to these
+    "@import",
+    "@font-face",
+    "image-set(",  # also -webkit-image-set(
+    "image(",
+    "cross-fade(",
+    "src(",
+    "element(",  # also -moz-element(
+    "attr(",  # attr(x url) would read an address from an attribute
+    # what runs (old browsers) or hides a name from this check
+    "expression",
+    "javascript:",
+    "vbscript:",
+    "behavior",
+    "binding",
+    "\\",  # escapes: u\72l( is url(
+    "//",  # an address (https://host) anywhere, whatever holds it
+)
 MAX_SVG_BYTES = 20 * 1024 * 1024
 
 
@@ -80,8 +105,25 @@ def safe_link(value: str) -> bool:
         return scheme.group(1).lower() in ("http", "https") and target[len(scheme[0]) :][:2] == "//"
     if target.startswith("/"):  # site root, or //host: another site
         return False
-    path = target.split("#", 1)[0].split("?", 1)[0]
-    return not posixpath.normpath(path or ".").startswith("..")
+    return _path_stays_inside(target.split("#", 1)[0].split("?", 1)[0])
+
+
+def _path_stays_inside(path: str) -> bool:
+    """Whether a relative link's path stays in its folder, as a browser or a server may
+    read it: ``%2e%2e`` is ``..`` to a browser, a server decodes ``%252e`` once more, reads
+    ``\\`` as ``/`` and ``..;x`` as ``..`` (path parameters)."""
+    for _ in range(10):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    if unquote(path) != path:  # still encoded after ten rounds: no real link is
+        return False
+    path = squeeze(path)
+    if "\\" in path or path.startswith("/"):
+        return False
+    segments = [segment.split(";", 1)[0] for segment in path.split("/")]
+    return not posixpath.normpath("/".join(segments) or ".").startswith("..")
 
 
 def safe_resource(tag: str, value: str) -> bool:
@@ -94,11 +136,26 @@ def safe_resource(tag: str, value: str) -> bool:
 
 
 def safe_css(text: str) -> bool:
-    """Whether CSS text fetches nothing and runs nothing."""
-    squeezed = squeeze(text).lower()
-    if any(bad in squeezed for bad in CSS_FORBIDDEN):
+    """Whether CSS text (a style attribute, a ``<style>`` element or a presentation
+    attribute's value) fetches nothing and runs nothing.
+
+    An allow-list for addresses: ``url(`` only to a ``#fragment`` of this document (an
+    unclosed ``url(https://…`` fetches too: CSS closes it at the end), no string that starts
+    with a scheme or a ``/``, and none of the functions and at-rules that fetch a plain
+    string (``image-set("…")``, ``@import "…"``). Checked twice, with the comments kept and
+    taken out (``ur/**/l(`` is no url( to CSS, but a check that kept comments would also miss
+    a ``/*`` inside a string), after removing whitespace and case, so that every spelling
+    CSS reads as one of these is refused, and some it does not (a style is then dropped)."""
+    if "\\" in text:
         return False
-    return all(squeeze(m).strip("'\"").startswith("#") for m in CSS_URL.findall(squeezed))
+    with_comments = squeeze(text).lower().replace("*//*", "*/ /*")  # "/**/ /**/": no address
+    without_comments = squeeze(CSS_COMMENT.sub("", text)).lower()
+    for squeezed in (with_comments, without_comments):
+        if any(bad in squeezed for bad in CSS_FORBIDDEN):
+            return False
+        if CSS_URL_NOT_FRAGMENT.search(squeezed) or CSS_STRING_ADDRESS.search(squeezed):
+            return False
+    return True
 
 
 def _local(name: str) -> tuple[str, str]:
@@ -119,10 +176,10 @@ def _keep_attribute(tag: str, name: str, value: str) -> bool:
         return tag == "a" or safe_resource(tag, value)  # an <a>'s link is judged whole
     if local == "style":
         return safe_css(value)
-    squeezed = squeeze(value).lower()
-    if any(s in squeezed for s in ("javascript:", "vbscript:", "data:")):
+    if "data:" in squeeze(value).lower():
         return False
-    return "url(" not in squeezed or safe_css(value)
+    # any attribute may be read as CSS (fill, stroke, filter, mask, cursor, marker-*, …)
+    return safe_css(value)
 
 
 def _unwrap(el: Any) -> None:

@@ -148,7 +148,8 @@ def test_double_opt_in_sends_a_signed_link_and_confirming_lifts_suppression(
     assert {s.status for s in by_mail.values()} == {"pending"}
     sender, rcpts, msg = confirm_sink.received[0]
     assert rcpts == ["ada@example.org"]
-    assert tokens.parse_verp(pub, sender) == by_mail["ada@example.org"].id  # VERP envelope
+    ada = by_mail["ada@example.org"]
+    assert tokens.parse_verp(pub, sender, ada.email) == ada.id  # VERP envelope, bound to Ada
     assert msg["To"] == "ada@example.org"  # no name in mail to an unconfirmed address
     assert msg["From"] == "Riverside Bulletin <bulletin@example.org>"
     assert msg["Subject"] == "Confirm your subscription to Riverside Bulletin"

@@ -16,10 +16,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
+from conftest import sqlite_only
 from masthead.bounces import process_files
 from masthead.cli import main
 from masthead.content import load_publication
-from masthead.store import bounce_events, dispose_engines, open_store, tokens
+from masthead.store import bounce_events, dispose_engines, open_store, subscribers, tokens
 from masthead.store import subscriber_list as subs
 
 
@@ -109,7 +110,9 @@ def test_a_subscriber_s_own_verp_address_acts_on_them_only(pub, store, tmp_path:
     """A subscriber knows their own VERP address (their mail's Return-Path): a report to it
     that lists other people's addresses still acts on the subscriber alone."""
     bob = ids(store)["bob@example.org"]
-    msg = dsn(tokens.verp_address(pub, bob), "ada@example.org", "5.1.1", "failed")
+    msg = dsn(
+        tokens.verp_address(pub, bob, "bob@example.org"), "ada@example.org", "5.1.1", "failed"
+    )
     report = process_files(pub, store, [write(tmp_path / "b.eml", msg)])
     assert [(e.email, e.subscriber_id) for e in report.events] == [("bob@example.org", bob)]
     assert state(store, "bob@example.org") == ("bounced", "hard-bounce")
@@ -171,7 +174,9 @@ def test_an_mbox_dry_run_then_for_real_and_again(pub, store, tmp_path: Path) -> 
     box_path = tmp_path / "bounces.mbox"
     box = mailbox.mbox(box_path)
     bob = ids(store)["bob@example.org"]
-    box.add(dsn(tokens.verp_address(pub, bob), "bob@example.org", "5.1.1", "failed"))
+    box.add(
+        dsn(tokens.verp_address(pub, bob, "bob@example.org"), "bob@example.org", "5.1.1", "failed")
+    )
     box.add(dsn("bulletin@example.org", "stranger@example.net", "5.1.1", "failed", msgid="<f@x>"))
     box.add(dsn("bulletin@example.org", "carol@example.org", "2.0.0", "delivered"))
     hello = MIMEText("Thanks for the March issue!")
@@ -268,7 +273,7 @@ def qmail(failed: list[str], delivered_to: str = "", msgid: str = "") -> MIMETex
 
 def test_a_spam_complaint_at_the_verp_address_suppresses(pub, store, tmp_path: Path) -> None:
     ada = ids(store)["ada@example.org"]
-    msg = arf(tokens.verp_address(pub, ada), "ada@example.org")
+    msg = arf(tokens.verp_address(pub, ada, "ada@example.org"), "ada@example.org")
     result = process_files(pub, store, [write(tmp_path / "arf.eml", msg)])
     assert [(e.kind, e.subscriber_id) for e in result.events] == [("complaint", ada)]
     assert state(store, "ada@example.org") == ("complained", "complaint")
@@ -280,7 +285,9 @@ def test_a_complaint_naming_the_verp_address_as_original_mail_from(
     # Some feedback loops strip the original's headers down to To/Subject; RFC 5965's
     # Original-Mail-From still carries the envelope sender.
     carol = ids(store)["carol@example.org"]
-    msg = arf("", "carol@example.org", mail_from=tokens.verp_address(pub, carol))
+    msg = arf(
+        "", "carol@example.org", mail_from=tokens.verp_address(pub, carol, "carol@example.org")
+    )
     result = process_files(pub, store, [write(tmp_path / "arf.eml", msg)])
     assert [e.subscriber_id for e in result.events] == [carol]
     assert state(store, "carol@example.org") == ("complained", "complaint")
@@ -288,7 +295,7 @@ def test_a_complaint_naming_the_verp_address_as_original_mail_from(
 
 def test_a_complaint_that_names_no_address_but_its_verp_one(pub, store, tmp_path: Path) -> None:
     carol = ids(store)["carol@example.org"]
-    msg = arf("", "", mail_from=tokens.verp_address(pub, carol))
+    msg = arf("", "", mail_from=tokens.verp_address(pub, carol, "carol@example.org"))
     for part in msg.walk():  # a feedback loop that redacts the original entirely
         if part.get_content_type() == "message/rfc822":
             del part.get_payload()[0]["To"]
@@ -303,7 +310,7 @@ def test_a_non_standard_bounce_to_the_verp_address_is_read_by_flufl_bounce(
     pub, store, tmp_path: Path
 ) -> None:
     bob = ids(store)["bob@example.org"]
-    msg = qmail(["bob@example.org"], delivered_to=tokens.verp_address(pub, bob))
+    msg = qmail(["bob@example.org"], delivered_to=tokens.verp_address(pub, bob, "bob@example.org"))
     report = process_files(pub, store, [write(tmp_path / "q.eml", msg)])
     assert [(e.email, e.kind) for e in report.events] == [("bob@example.org", "hard")]
     assert state(store, "bob@example.org") == ("bounced", "hard-bounce")
@@ -317,9 +324,12 @@ def _forgeries(pub, store) -> dict[str, tuple[Message, str]]:
     """Reports anyone can mail to the bounce address, each with what it claims; none of
     them carries a valid VERP address of ours for a subscriber on the list."""
     ada = ids(store)["ada@example.org"]
-    good_mac = tokens.verp_address(pub, ada).split("-")[-1].split("@")[0]
-    bad_mac = f"bulletin+bounce-{ada}-{'0' * 8 if good_mac != '0' * 8 else '1' * 8}@example.org"
-    other_publication = tokens.verp_address(pub, ada).replace("bulletin+", "newsletter+")
+    good_mac = tokens.verp_address(pub, ada, "ada@example.org").split("-")[-1].split("@")[0]
+    bad_mac = f"bulletin+bounce-{ada}-{'0' * 12 if good_mac != '0' * 12 else '1' * 12}@example.org"
+    older_form = f"bulletin+bounce-{ada}-{tokens._mac(pub, f'verp|{ada}').hex()[:8]}@example.org"
+    other_publication = tokens.verp_address(pub, ada, "ada@example.org").replace(
+        "bulletin+", "newsletter+"
+    )
     many = _everyone(store)
     many_dsn = dsn("bulletin@example.org", many[0], "5.1.1", "failed")
     status = next(p for p in many_dsn.walk() if p.get_content_type() == "message/delivery-status")
@@ -335,8 +345,25 @@ def _forgeries(pub, store) -> dict[str, tuple[Message, str]]:
         "flufl without verp": (qmail(["bob@example.org", "carol@example.org"]), "not sent to"),
         "verp with a bad mac": (dsn(bad_mac, "ada@example.org", "5.1.1", "failed"), "not sent"),
         "verp of a nonexistent id": (
-            dsn(tokens.verp_address(pub, 987654), "ada@example.org", "5.1.1", "failed"),
+            dsn(
+                tokens.verp_address(pub, 987654, "ada@example.org"),
+                "ada@example.org",
+                "5.1.1",
+                "failed",
+            ),
             "#987654, who is no longer on the list",
+        ),
+        "verp in the older form, over the id alone": (
+            dsn(older_form, "ada@example.org", "5.1.1", "failed"),
+            "has the older form",
+        ),
+        "verp of the id's former holder": (
+            dsn(tokens.verp_address(pub, ada, "mallory@evil.example"), "x@y.z", "5.1.1", "failed"),
+            "former holder",
+        ),
+        "verp of one subscriber's id with another's address": (
+            arf(tokens.verp_address(pub, ada, "bob@example.org"), "ada@example.org"),
+            "not sent to a valid VERP",
         ),
         "verp of another from address": (
             dsn(other_publication, "ada@example.org", "5.1.1", "failed"),
@@ -344,9 +371,11 @@ def _forgeries(pub, store) -> dict[str, tuple[Message, str]]:
         ),
         "arf naming two subscribers' verp addresses": (
             arf(
-                tokens.verp_address(pub, ada),
+                tokens.verp_address(pub, ada, "ada@example.org"),
                 "ada@example.org",
-                mail_from=tokens.verp_address(pub, ids(store)["bob@example.org"]),
+                mail_from=tokens.verp_address(
+                    pub, ids(store)["bob@example.org"], "bob@example.org"
+                ),
             ),
             "several subscribers",
         ),
@@ -359,6 +388,9 @@ FORGERIES = [
     "flufl without verp",
     "verp with a bad mac",
     "verp of a nonexistent id",
+    "verp in the older form, over the id alone",
+    "verp of the id's former holder",
+    "verp of one subscriber's id with another's address",
     "verp of another from address",
     "arf naming two subscribers' verp addresses",
 ]
@@ -386,6 +418,42 @@ def test_a_forged_report_suppresses_nobody_and_is_listed_for_review(
     assert msg["Message-ID"] in result.output and held.addresses[0] in result.output
     assert why in " ".join(result.output.split())
     assert "Suppressed 0 address(es); 1 held for review." in result.output
+
+
+def test_an_old_return_path_does_not_act_on_the_id_s_next_holder(
+    pub, store, tmp_path: Path
+) -> None:
+    """A restored database (or an older SQLite table, which reuses the highest id after a
+    removal) gives Ada's id to someone else: the bounce address of Ada's old messages is
+    held, and the new holder's own bounce address acts on them."""
+    ada = ids(store)["ada@example.org"]
+    old_return_path = tokens.verp_address(pub, ada, "ada@example.org")
+    with store.begin() as conn:
+        conn.execute(
+            update(subscribers)
+            .where(subscribers.c.id == ada)
+            .values(email="vic@example.org", email_key="vic@example.org")
+        )
+    stale = dsn(old_return_path, "ada@example.org", "5.1.1", "failed", msgid="<old@mx>")
+    report = process_files(pub, store, [write(tmp_path / "old.eml", stale)])
+    assert report.suppressed == 0 and [h.message_id for h in report.held] == ["<old@mx>"]
+    assert "former holder" in report.held[0].reason
+    assert state(store, "vic@example.org") == ("active", None)
+
+    fresh = dsn(
+        tokens.verp_address(pub, ada, "Vic@Example.org"), "vic@example.org", "5.1.1", "failed"
+    )
+    report = process_files(pub, store, [write(tmp_path / "new.eml", fresh)])
+    assert [(e.subscriber_id, e.result) for e in report.events] == [
+        (ada, "suppressed (hard bounce)")
+    ]
+
+
+@sqlite_only
+def test_a_new_sqlite_database_never_reuses_a_removed_subscriber_s_id(store) -> None:
+    last = subs.add(store, "dora@example.org", confirmed=True).subscriber.id
+    subs.remove(store, "dora@example.org")
+    assert subs.add(store, "eve@example.org", confirmed=True).subscriber.id > last
 
 
 def test_a_forged_report_naming_everyone_lists_how_many_it_names(

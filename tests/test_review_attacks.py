@@ -245,7 +245,9 @@ def test_old_verp_address_suppresses_the_next_subscriber_given_the_same_id(demo:
     store = open_store(pub)
     subs.add(store, "ada@example.org", name="Ada", confirmed=True)
     attacker = subs.add(store, "mallory@evil.example", confirmed=True).subscriber
-    old_return_path = tokens.verp_address(pub, attacker.id)  # on every mail Mallory got
+    old_return_path = tokens.verp_address(
+        pub, attacker.id, attacker.email
+    )  # on every mail Mallory got
     subs.remove(store, "mallory@evil.example")  # "forget me"
     victim = subs.add(store, "victim@example.org", name="Vic", confirmed=True).subscriber
 

@@ -78,10 +78,40 @@ def test_verp_address_names_the_subscriber_and_cannot_be_forged(pub) -> None:
     assert address is not None
     local, _, domain = address.partition("@")
     assert domain == "example.org" and local.startswith("bulletin+bounce-42-")
-    assert tokens.parse_verp(pub, address) == 42
-    assert tokens.parse_verp(pub, f"<{address.upper()}>") == 42  # some MTAs change case
-    assert tokens.parse_verp(pub, address.replace("-42-", "-43-")) is None
-    assert tokens.parse_verp(pub, "bulletin@example.org") is None
+    assert tokens.parse_verp(pub, address, "a@example.org") == 42
+    upper = f"<{address.upper()}>"  # some MTAs change case
+    assert tokens.parse_verp(pub, upper, "A@Example.ORG") == 42
+    assert tokens.parse_verp(pub, address.replace("-42-", "-43-"), "a@example.org") is None
+    assert tokens.parse_verp(pub, "bulletin@example.org", "a@example.org") is None
+
+
+@pytest.mark.parametrize("now_holding", ["b@example.org", "a@example.org.evil", "", "a@example"])
+def test_a_verp_address_is_bound_to_the_address_it_was_sent_to(pub, now_holding: str) -> None:
+    """Ids are reused (SQLite after a removal, a restored database): the old Return-Path of
+    #42 must not verify for whoever holds #42 now."""
+    address = tokens.verp_address(pub, 42, "a@example.org")
+    assert tokens.parse_verp(pub, address, now_holding) is None
+    claim = tokens.verp_claim(pub, address)
+    assert claim is not None and claim[0] == 42
+    assert not tokens.check_verp(pub, 42, now_holding, claim[1])
+    assert tokens.check_verp(pub, 42, "a@example.org", claim[1])
+
+
+def test_the_older_verp_form_over_the_id_alone_no_longer_verifies(pub) -> None:
+    old_mac = tokens._mac(pub, "verp|42").hex()[:8]  # the form before the email binding
+    address = f"bulletin+bounce-42-{old_mac}@example.org"
+    assert tokens.verp_claim(pub, address) == (42, old_mac)  # recognised, so it is held
+    assert tokens.parse_verp(pub, address, "a@example.org") is None
+    for length in (7, 9, 11, 13, 16):  # no other length is ours
+        assert tokens.verp_claim(pub, f"bulletin+bounce-42-{'0' * length}@example.org") is None
+
+
+def test_the_verp_mac_is_short_enough_for_a_mail_local_part(pub) -> None:
+    address = tokens.verp_address(pub, 10**10 - 1, "a@example.org")
+    local = address.partition("@")[0]
+    mac = local.rpartition("-")[2]
+    assert len(mac) == tokens.VERP_MAC_HEX == 12
+    assert len(local) == tokens.verp_local_part_length(pub) <= tokens.VERP_LOCAL_MAX
 
 
 def test_no_from_address_means_no_mailto_and_no_verp(demo: Path) -> None:
@@ -98,5 +128,9 @@ def test_no_from_address_means_no_mailto_and_no_verp(demo: Path) -> None:
 def test_a_verp_address_on_another_from_address_is_not_ours(pub) -> None:
     address = tokens.verp_address(pub, 42, "a@example.org")
     assert address is not None
-    assert tokens.parse_verp(pub, address.replace("bulletin+", "newsletter+")) is None
-    assert tokens.parse_verp(pub, address.replace("@example.org", "@example.net")) is None
+    for other in (
+        address.replace("bulletin+", "newsletter+"),
+        address.replace("@example.org", "@example.net"),
+    ):
+        assert tokens.verp_claim(pub, other) is None
+        assert tokens.parse_verp(pub, other, "a@example.org") is None

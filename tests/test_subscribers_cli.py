@@ -148,7 +148,8 @@ def test_double_opt_in_sends_a_signed_link_and_confirming_lifts_suppression(
     assert {s.status for s in by_mail.values()} == {"pending"}
     sender, rcpts, msg = confirm_sink.received[0]
     assert rcpts == ["ada@example.org"]
-    assert tokens.parse_verp(pub, sender) == by_mail["ada@example.org"].id  # VERP envelope
+    ada = by_mail["ada@example.org"]
+    assert tokens.parse_verp(pub, sender, ada.email) == ada.id  # VERP envelope, bound to Ada
     assert msg["To"] == "ada@example.org"  # no name in mail to an unconfirmed address
     assert msg["From"] == "Riverside Bulletin <bulletin@example.org>"
     assert msg["Subject"] == "Confirm your subscription to Riverside Bulletin"
@@ -354,13 +355,65 @@ def test_export_neutralises_formulas_and_import_reads_them_back(
     assert {s.email: s.name for s in subs.iter_subscribers(store)} == FORMULA_CELLS
 
 
+_SPLIT_FORMULA = re.compile(r"(?:^|[;,|\t\r\n])[^\S\t\r\n]*[=+\-@]")
+"""A formula a spreadsheet runs when it splits the cell on ; , | tab or a line break."""
+
+
 @pytest.mark.parametrize(
-    "value", ["=1+1", "+1", "-1", "@A1", "\tx", "\rx", "\nx", "'=x", "''+x", "'", "'x", "x=1", ""]
+    "value",
+    [
+        *("=1+1", "+1", "-1", "@A1", "\tx", "\rx", "\nx", "'=x", "''+x", "'", "'x", "x=1", ""),
+        *("Ann;=1+1", "Bob;=HYPERLINK(A1)", "Cy, +7*6", "Dee|@SUM(A1)", "Eve\t-1", "a;;=1"),
+        *("a; \u00a0=1", "a;'=1", "a;''=1", "a;\t=1", "=a;=b,=c|=d", "a;x=1", "a; b", "a;'"),
+    ],
 )
 def test_spreadsheet_cells_round_trip(value: str) -> None:
     cell = subs.spreadsheet_safe(value)
     assert cell[:1] not in ("=", "+", "-", "@", "\t", "\r", "\n")
+    assert not _SPLIT_FORMULA.search(cell), cell
     assert subs.from_spreadsheet(cell) == value
+
+
+def test_every_short_cell_round_trips_and_an_untouched_cell_reads_back_as_it_is() -> None:
+    """Import undoes exactly what export did: every string of up to 4 of these characters."""
+    from itertools import product
+
+    alphabet = "a;,'\t =@"
+    for length in range(5):
+        for chars in product(alphabet, repeat=length):
+            value = "".join(chars)
+            cell = subs.spreadsheet_safe(value)
+            assert subs.from_spreadsheet(cell) == value, repr(value)
+            assert not _SPLIT_FORMULA.search(cell) and cell[:1] != "\t", repr(value)
+            if cell == value:  # a cell export leaves alone, import leaves alone too
+                assert subs.from_spreadsheet(value) == value, repr(value)
+
+
+def test_export_quotes_every_cell_and_a_name_with_a_separator_reads_back(
+    demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = {"ann@example.org": "Ann;=1+1", "bob@example.org": "Bob, +1 | @x; -2"}
+    for address, name in names.items():
+        added = run("subscribers", "add", demo, f"--name={name}", "--confirmed", "--", address)
+        assert added[0] == 0, added[1]
+    code, out = run("subscribers", "export", demo)
+    assert code == 0
+    header, *lines = out.splitlines()
+    assert header.startswith("email,name,language,status")
+    assert lines and all(line.startswith('"') and line.endswith('"') for line in lines), lines
+    for line in lines:  # split as a spreadsheet with ; , and | as separators would
+        for piece in re.split(r"[;,|]", line):
+            assert piece.strip().strip('"').lstrip()[:1] not in ("=", "+", "-", "@"), line
+    run("subscribers", "export", demo, tmp_path / "backup.csv")
+    from masthead.scaffold import copy_demo
+
+    other = tmp_path / "other"
+    copy_demo(other)
+    monkeypatch.setenv("MASTHEAD_DATABASE_URL", f"sqlite:///{tmp_path / 'other.db'}")
+    code, out = run("subscribers", "import", other, tmp_path / "backup.csv", "--confirmed")
+    assert code == 0, out
+    store = open_store(load_publication(other))
+    assert {s.email: s.name for s in subs.iter_subscribers(store)} == names
 
 
 HUGE = "x" * 200_000  # over the csv module's 131,072-character field limit

@@ -8,11 +8,16 @@ complaints) and the mails of the List-Unsubscribe ``mailto:`` (subject
 Mapping to a subscriber: the bounce is addressed to the VERP return path of the message
 that failed (``<local>+bounce-<id>-<mac>@<domain>``), whose signed id names the subscriber
 exactly (an ARF report carries it in the original message's Return-Path, or as
-``Original-Mail-From``). Only such a report acts, and only on that one subscriber, whatever
-addresses it lists: anyone can mail the bounce address a report that names the whole list.
-A report without a valid VERP address of ours (none, a bad mac, another From address, a
-subscriber no longer on the list, or several subscribers' addresses) is never applied; it is
-listed for review (:attr:`BounceReport.held`).
+``Original-Mail-From``). The mac covers the id and the subscriber's email address, and is
+checked against the address of the row that holds the id now: ids are reused (SQLite after
+a removal, ``masthead db restore``), and a former subscriber's old Return-Path must not
+speak for the id's next holder. Only such a report acts, and only on that one subscriber,
+whatever addresses it lists: anyone can mail the bounce address a report that names the
+whole list. A report without a valid VERP address of ours (none, a bad mac, another From
+address, a subscriber no longer on the list, an address signed for the id's former holder,
+or several subscribers' addresses) is never applied; it is listed for review
+(:attr:`BounceReport.held`). So is a bounce of a message sent before the mac covered the
+email address (the older, 8-hex-digit VERP form): such reports are held, not applied.
 
 The rule:
 
@@ -48,7 +53,7 @@ from .store import bounce_events, subscribers
 from .store import subscriber_list as subs
 from .store.addresses import email_key
 from .store.schema import utcnow
-from .store.tokens import check_token, parse_verp
+from .store.tokens import VERP_MAC_HEX, check_token, check_verp, verp_claim
 
 if TYPE_CHECKING:
     from .model import Publication
@@ -256,10 +261,14 @@ def _verp_candidates(msg: Message) -> Iterator[str]:
                     yield addr
 
 
-def verp_subscribers(pub: Publication, msg: Message) -> set[int]:
-    """The subscriber ids named by valid VERP addresses of ours in the report (the mac
-    checked); a genuine report names exactly one."""
-    return {sid for a in _verp_candidates(msg) if (sid := parse_verp(pub, a)) is not None}
+MAX_VERP_CLAIMS = 20
+"""VERP addresses of ours a report may carry that are looked up (a genuine one has one)."""
+
+
+def verp_claims(pub: Publication, msg: Message) -> set[tuple[int, str]]:
+    """(id, mac) of every address in the report shaped like a VERP address of ours, the
+    mac not yet checked (:func:`_verp_row` does it against the subscriber's row)."""
+    return {c for a in _verp_candidates(msg) if (c := verp_claim(pub, a)) is not None}
 
 
 # ----------------------------------------------------------------------------------------
@@ -399,18 +408,41 @@ def _printable(text: str, limit: int) -> str:
 
 def _verp_row(pub: Publication, conn: Connection, msg: Message) -> tuple[Row[Any] | None, str]:
     """(the subscriber the report's one valid VERP address names, "") or (None, why the
-    report is not applied)."""
-    found = verp_subscribers(pub, msg)
-    if not found:
+    report is not applied). One query looks up every id the report claims; each mac is
+    checked against the email address of the row that holds the id now."""
+    claims = sorted(verp_claims(pub, msg))[:MAX_VERP_CLAIMS]
+    if not claims:
         return None, "not sent to a valid VERP address of ours (it could be forged)"
-    if len(found) > 1:
-        listed = ", ".join(f"#{i}" for i in sorted(found)[:5])
+    ids = {sid for sid, _ in claims}
+    query = select(subscribers).where(subscribers.c.id.in_(ids))
+    rows = {row.id: row for row in conn.execute(query)}
+    valid = {
+        sid: rows[sid]
+        for sid, mac in claims
+        if sid in rows and check_verp(pub, sid, rows[sid].email, mac)
+    }
+    if len(valid) > 1:
+        listed = ", ".join(f"#{i}" for i in sorted(valid)[:5])
         return None, f"names the VERP addresses of several subscribers ({listed})"
-    (sid,) = found
-    row = subs.get(conn, sid)
-    if row is None:
-        return None, f"its VERP address names #{sid}, who is no longer on the list"
-    return row, ""
+    if valid:
+        return next(iter(valid.values())), ""
+    return None, _verp_refusal(claims, rows)
+
+
+def _verp_refusal(claims: list[tuple[int, str]], rows: dict[int, Row[Any]]) -> str:
+    """Why none of the report's VERP addresses verifies, in words for the editor."""
+    sid, mac = claims[0]
+    if sid not in rows:
+        return f"its VERP address names #{sid}, who is no longer on the list"
+    if len(mac) != VERP_MAC_HEX:
+        return (
+            f"its VERP address for #{sid} has the older form (a message sent before the "
+            "mac covered the email address): not verified, check it by hand"
+        )
+    return (
+        f"not sent to a valid VERP address of ours for #{sid} (a bad mac, or one made for "
+        "the id's former holder; it could be forged)"
+    )
 
 
 def process_files(

@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .cli import PUB_DIR, friendly_errors, main
+
+if TYPE_CHECKING:
+    from .model import Publication
 
 
 @main.command("send")
@@ -128,6 +132,7 @@ def send_command(
     else:
         todo = count_recipients(store)
         question = f"Send issue {slug} to {todo:,} subscribers?"
+    _warn_about_long_verp(pub)
     if dry_run:
         _dry_run(pub, issue, state, todo)
         return
@@ -151,6 +156,20 @@ def send_command(
         report = _run_with_progress(pub, store, issue, policy, resend_unknown, quiet)
     _print_report(report)
     sys.exit(0 if report.state.complete else 1)
+
+
+def _warn_about_long_verp(pub: Publication) -> None:
+    from .store.tokens import VERP_LOCAL_MAX, verp_local_part_length
+
+    length = verp_local_part_length(pub)
+    if length > VERP_LOCAL_MAX:
+        click.echo(
+            f"Warning: the bounce address (VERP) of the From address can reach {length} "
+            f"characters before the @, over the {VERP_LOCAL_MAX} every mail server must "
+            "accept; a strict server may refuse the messages. A shorter local part in "
+            "[email] from avoids it.",
+            err=True,
+        )
 
 
 def _dry_run(pub, issue, state, todo: int) -> None:  # type: ignore[no-untyped-def]

@@ -36,6 +36,7 @@ from ..model import Publication
 from ..render.email.message import MessageTemplate, Recipient
 from ..store import Store, database_error_line, utcnow
 from ..store.tokens import (
+    list_address,
     secret_key,
     unsubscribe_mailto,
     unsubscribe_url,
@@ -52,9 +53,9 @@ def send_message_id_parts(pub: Publication, issue_slug: str) -> tuple[str, str]:
     """(prefix, suffix) of the send's Message-IDs: ``<slug.row-id.nonce@domain>``, the nonce
     a MAC of the issue (unique to the publication, the same on a retry: a resent message
     keeps its Message-ID)."""
-    domain = verp_address(pub, 0, "") or "masthead@localhost"
+    domain = (list_address(pub) or ("masthead", "localhost"))[1]
     nonce = hashlib.sha256(secret_key(pub) + f"msgid|{issue_slug}".encode()).hexdigest()[:12]
-    return outbox.message_id_parts(issue_slug, nonce, domain.rpartition("@")[2])
+    return outbox.message_id_parts(issue_slug, nonce, domain)
 
 
 RATE_NAME = "smtp"

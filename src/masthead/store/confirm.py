@@ -120,7 +120,7 @@ def send_confirmations(pub: Publication, pending: list[Subscriber]) -> Confirmat
     try:
         for subscriber in pending:
             msg = confirmation_message(pub, subscriber)
-            envelope_from = verp_address(pub, subscriber.id) or ""
+            envelope_from = verp_address(pub, subscriber.id, subscriber.email) or ""
             try:
                 smtp.send_message(msg, from_addr=envelope_from, to_addrs=[subscriber.email])
                 report.sent.append(subscriber.email)

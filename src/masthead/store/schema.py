@@ -104,6 +104,10 @@ subscribers = Table(
     Column("confirmed_at", UTCDateTime(), nullable=True),
     Column("soft_bounces", Integer, nullable=False, default=0),
     Column("updated_at", UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow),
+    # Never hand a removed subscriber's id to the next one (SQLite reuses the highest id
+    # without AUTOINCREMENT): old links and bounce addresses name an id. Only tables created
+    # from now on get it; the VERP mac's email binding covers older databases.
+    sqlite_autoincrement=True,
 )
 Index("ix_subscribers_status", subscribers.c.status)
 

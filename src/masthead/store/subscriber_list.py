@@ -634,30 +634,37 @@ def counts(store: Store) -> dict[str, int]:
 
 EXPORT_COLUMNS = ["email", "name", "language", "status", "created_at", "confirmed_at", "suppressed"]
 
-_FORMULA = re.compile(r"'*[=+\-@\t\r\n]")
-"""A cell a spreadsheet would run as a formula (OWASP: = + - @ tab CR; LF too), or one that
-holds such a cell behind quotes already (so that reading back is exact)."""
-_ESCAPED_FORMULA = re.compile(r"'+[=+\-@\t\r\n]")
+_PIECE = r"((?:^|[;,|\t\r\n])[^\S\t\r\n]*)"
+"""Where a spreadsheet may start a cell: the cell's start, or after a separator a spreadsheet
+may split on although the cell is quoted (``;`` ``,`` ``|`` tab, a line break), then spaces
+(some trim them)."""
+_TRIGGER = r"(?='*[=+\-@\t\r\n])"
+"""What runs as a formula there (OWASP: = + - @ tab CR; LF too), behind any ``'`` already
+(so that a cell quoted by hand reads back exactly)."""
+_FORMULA = re.compile(_PIECE + _TRIGGER)
+_ESCAPED_FORMULA = re.compile(_PIECE + "'" + _TRIGGER)
 
 
 def spreadsheet_safe(value: str) -> str:
-    """``value`` as an exported cell: one ``'`` before a cell a spreadsheet would run as a
-    formula (OWASP's rule), so a name such as ``=HYPERLINK(…)`` from the public sign-up form
-    stays text when the editor opens the export. :func:`from_spreadsheet` undoes it."""
-    return "'" + value if _FORMULA.match(value) else value
+    """``value`` as an exported cell: one ``'`` before each piece a spreadsheet would run as a
+    formula, at the cell's start and after every ``;`` ``,`` ``|`` tab or line break (a
+    spreadsheet opened with ``;`` as its separator splits ``Bob;=HYPERLINK(…)`` there), so a
+    name from the public sign-up form stays text. :func:`from_spreadsheet` undoes it."""
+    return _FORMULA.sub(r"\1'", value)
 
 
 def from_spreadsheet(value: str) -> str:
-    """A cell as ``import`` reads it: the ``'`` :func:`spreadsheet_safe` put before a
-    formula-like cell is taken off (only there: ``'quoted'`` stays as it is)."""
-    return value[1:] if _ESCAPED_FORMULA.match(value) else value
+    """A cell as ``import`` reads it: each ``'`` :func:`spreadsheet_safe` put before a
+    formula-like piece is taken off (only there: ``'quoted'`` stays as it is)."""
+    return _ESCAPED_FORMULA.sub(r"\1", value)
 
 
 def export_csv(store: Store, out: io.TextIOBase | Any, status: str | None = None) -> int:
     """Write the list as CSV (same columns ``import`` reads, plus status and dates); a
-    cell a spreadsheet would run as a formula is written as text (:func:`spreadsheet_safe`)."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(EXPORT_COLUMNS)
+    cell a spreadsheet would run as a formula is written as text (:func:`spreadsheet_safe`),
+    and every cell is quoted, so a spreadsheet that honours quotes never splits one."""
+    csv.writer(out, lineterminator="\n").writerow(EXPORT_COLUMNS)  # plain words: no quotes
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
     n = 0
     for s in iter_subscribers(store, status):
         cells = [

@@ -12,9 +12,14 @@ would mail links no other machine accepts, refuses to start instead.
   ``<issued, base 36 seconds>.<mac>`` and the mac also covers the time; it lasts
   :data:`CONFIRM_MAX_AGE`.
 - ``unsubscribe_mailto``: ``mailto:<From address>?subject=unsubscribe <id> <token>``.
-- VERP return path: ``<local>+bounce-<id>-<8 hex>@<domain>`` of the From address, where the
-  8 hex digits are a mac over the id, so a bounce names its subscriber exactly and a forged
-  one is ignored.
+- VERP return path: ``<local>+bounce-<id>-<12 hex>@<domain>`` of the From address, where the
+  12 hex digits (48 bits) are a mac over ``verp|<id>|<email in lower case>``, so a bounce
+  names its subscriber exactly and a forged one is ignored. The address is bound to the
+  email address like the unsubscribe token: ids are reused (SQLite hands out the highest id
+  again after a removal, ``masthead db restore`` rewinds them), and a former subscriber's
+  old Return-Path must not name whoever holds the id now. Checking one needs the row
+  (:func:`verp_claim`, then :func:`check_verp`); the older 8-hex form (a mac over the id
+  only) is recognised by its shape and never verifies.
 
 Binding the email address into the mac means a token stops working when the row's address
 changes, and a token taken from one subscriber's email is refused for another id.
@@ -266,26 +271,50 @@ def unsubscribe_mailto(pub: Publication, subscriber_id: int, email: str) -> str 
     return f"mailto:{parts[0]}@{parts[1]}?subject={subject}"
 
 
-def _verp_mac(pub: Publication, subscriber_id: int) -> str:
-    return _mac(pub, f"verp|{int(subscriber_id)}").hex()[:8]
+VERP_MAC_HEX = 12
+"""Hex digits of the VERP mac (48 bits): short, since mail local parts allow 64 characters,
+and enough, since a forger can only try guesses by mailing them to us."""
+
+VERP_LOCAL_MAX = 64
+"""The longest local part RFC 5321 requires a mail server to accept."""
 
 
-def verp_address(pub: Publication, subscriber_id: int, email: str = "") -> str | None:
+def _verp_mac(pub: Publication, subscriber_id: int, email: str) -> str:
+    message = f"verp|{int(subscriber_id)}|{email_key(email)}"
+    return _mac(pub, message).hex()[:VERP_MAC_HEX]
+
+
+def verp_address(pub: Publication, subscriber_id: int, email: str) -> str | None:
     """The envelope sender (Return-Path) for one subscriber's message:
-    ``<local>+bounce-<id>-<mac8>@<domain>``; None when no From address is configured."""
+    ``<local>+bounce-<id>-<mac>@<domain>``, the mac bound to the id and to ``email``, the
+    subscriber's address; None when no From address is configured. One HMAC: it is made
+    for every message of a send."""
     parts = list_address(pub)
     if parts is None:
         return None
     local, domain = parts
-    return f"{local}+bounce-{int(subscriber_id)}-{_verp_mac(pub, subscriber_id)}@{domain}"
+    return f"{local}+bounce-{int(subscriber_id)}-{_verp_mac(pub, subscriber_id, email)}@{domain}"
 
 
-_VERP = re.compile(r"^(?P<local>.+)\+bounce-(?P<id>\d{1,18})-(?P<mac>[0-9a-f]{8})@(?P<domain>.+)$")
+def verp_local_part_length(pub: Publication, subscriber_id: int = 10**10 - 1) -> int:
+    """Characters in the local part of the VERP address for ``subscriber_id`` (by default a
+    10-digit id, more than any list reaches); over :data:`VERP_LOCAL_MAX`, a strict mail
+    server may refuse the sender. 0 when no From address is configured."""
+    parts = list_address(pub)
+    if parts is None:
+        return 0
+    return len(f"{parts[0]}+bounce-{int(subscriber_id)}-") + VERP_MAC_HEX
 
 
-def parse_verp(pub: Publication, address: str) -> int | None:
-    """The subscriber id a VERP address was made for, or None if it is not one of ours
-    (wrong shape, not built on our From address, or a mac that does not match)."""
+_VERP = re.compile(
+    r"^(?P<local>.+)\+bounce-(?P<id>\d{1,18})-(?P<mac>[0-9a-f]{12}|[0-9a-f]{8})@(?P<domain>.+)$"
+)
+
+
+def verp_claim(pub: Publication, address: str) -> tuple[int, str] | None:
+    """(subscriber id, mac) of a VERP address built on our From address, NOT yet verified
+    (:func:`check_verp` does it with the subscriber's email address); None when ``address``
+    is not one of ours: wrong shape, or another From address."""
     match = _VERP.match(address.strip().strip("<>").lower())
     ours = list_address(pub)
     if not match or ours is None:
@@ -294,7 +323,21 @@ def parse_verp(pub: Publication, address: str) -> int | None:
     # database) names another person: only our own From address counts.
     if (match["local"], match["domain"]) != (ours[0].lower(), ours[1].lower()):
         return None
-    subscriber_id = int(match["id"])
-    if not hmac.compare_digest(_verp_mac(pub, subscriber_id), match["mac"]):
+    return int(match["id"]), match["mac"]
+
+
+def check_verp(pub: Publication, subscriber_id: int, email: str, mac: str) -> bool:
+    """Whether ``mac`` (of :func:`verp_claim`) was made for this id and this email address.
+    A mac of the older form (8 hex digits, over the id only) never verifies: it would let
+    the id's former holder speak for its present one."""
+    expected = _verp_mac(pub, subscriber_id, email)
+    return hmac.compare_digest(expected.encode(), mac.encode("utf-8", "replace"))
+
+
+def parse_verp(pub: Publication, address: str, email: str) -> int | None:
+    """The subscriber id of ``address`` if it is the VERP address made for that id and
+    ``email``, else None."""
+    claim = verp_claim(pub, address)
+    if claim is None or not check_verp(pub, claim[0], email, claim[1]):
         return None
-    return subscriber_id
+    return claim[0]

@@ -78,6 +78,16 @@ def built_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture
+def site_root(built_demo: Path, tmp_path: Path) -> Path:
+    """A copy of the built demo whose editor's app has a password (editor_kit.PASSWORD)."""
+    from editor_kit import set_password
+
+    root = copy_tree(built_demo, tmp_path / "demo")
+    set_password(root)
+    return root
+
+
 def pdf_page_texts(path: Path) -> list[str]:
     """The text of each page, extracted by PDFium (the engine of Chrome's PDF viewer)."""
     import pypdfium2

@@ -26,31 +26,17 @@ from masthead.build import build
 from masthead.cli import main
 from masthead.errors import MastheadError
 from masthead.scaffold import copy_demo
+from masthead.site_check import named_files
 
 
 def site_files(site: Path) -> set[str]:
     return {str(p.relative_to(site)) for p in site.rglob("*") if p.is_file()}
 
 
-def manifest_paths(node: Any) -> set[str]:
-    """Every file the manifest names (``pdf``, ``html``, ``email``), at any depth."""
-    found: set[str] = set()
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("pdf", "html", "email") and isinstance(value, str):
-                found.add(value)
-            else:
-                found |= manifest_paths(value)
-    elif isinstance(node, list):
-        for value in node:
-            found |= manifest_paths(value)
-    return found
-
-
 def assert_whole(site: Path, expected: set[str]) -> None:
     """The manifest parses and names only files that exist; every expected file is there."""
     manifest = json.loads((site / "manifest.json").read_text("utf-8"))
-    named = manifest_paths(manifest)
+    named = named_files(manifest)
     assert named, "the manifest names no files"
     missing_named = sorted(p for p in named if not (site / p).is_file())
     assert not missing_named, f"the manifest names missing files: {missing_named[:5]}"

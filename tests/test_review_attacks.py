@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import copy_tree, sqlite_only
-from editor_kit import log_in, png, set_password
+from conftest import sqlite_only
+from editor_kit import log_in, png
 from masthead.render.svg import clean_svg
 from masthead.store import dispose_engines
 from masthead.web import create_app
@@ -30,13 +30,6 @@ SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="50" height="50">{}</svg>'
 def _fresh_engines():
     yield
     dispose_engines()
-
-
-@pytest.fixture
-def site_root(built_demo: Path, tmp_path: Path) -> Path:
-    root = copy_tree(built_demo, tmp_path / "demo")
-    set_password(root)
-    return root
 
 
 # ---- SVGs -------------------------------------------------------------------------------

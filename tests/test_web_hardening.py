@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import copy_tree
-from editor_kit import log_in, png, set_password
+from editor_kit import log_in, png
 from masthead.build import build
 from masthead.store import dispose_engines
 from masthead.web import create_app
@@ -24,13 +23,6 @@ SVG_POLICY = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 def _fresh_engines():
     yield
     dispose_engines()
-
-
-@pytest.fixture
-def site_root(built_demo: Path, tmp_path: Path) -> Path:
-    root = copy_tree(built_demo, tmp_path / "demo")
-    set_password(root)
-    return root
 
 
 @pytest.fixture

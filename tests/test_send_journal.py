@@ -143,3 +143,34 @@ def test_every_reader_of_a_send_gets_the_issue_as_it_was_when_it_started(
     assert len(bodies) >= 60
     assert not [b for b in bodies if "EDITED LATER" in b]
     assert all("The river is high" in b for b in bodies)
+
+
+@pytest.mark.parametrize("leave", [0, 12_000])
+def test_a_full_disk_under_the_journal_stops_the_send_with_a_message(
+    template: Path, tmp_path: Path, small_disk, leave: int
+) -> None:
+    """No answer may go unwritten: a journal that cannot be written (a full disk) stops the
+    send with one message naming the folder, before anything is sent (leave=0) or within a
+    batch; freed, the next run goes on and nobody is lost."""
+    from conftest import fill_disk
+
+    with SmtpSink() as sink:
+        root = wired_copy(template, tmp_path / "pub", sink.port)
+        _, store, _ = open_pub(root)
+        addresses = add_subscribers(store, 2000)
+        disk = small_disk("1m")
+        filler = fill_disk(disk, leave=leave)
+        (root / ".masthead" / "journal").symlink_to(disk, target_is_directory=True)
+        first = send_cli(root)
+        out, err = first.communicate(timeout=120)
+        assert first.returncode == 1, out + err
+        assert "Traceback" not in err and "cannot write here" in err, err
+        if leave == 0:
+            assert len(sink.messages) == 0
+        filler.unlink()
+        again = send_cli(root)
+        out, err = again.communicate(timeout=120)
+        received = sink.by_recipient()
+    assert again.returncode == 0, out + err
+    assert set(received) == set(addresses)
+    assert sum(n > 1 for n in received.values()) <= 3

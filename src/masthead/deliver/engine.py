@@ -31,7 +31,14 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from ..errors import MastheadError, RecipientError, SendError, SmtpError, StoreError
+from ..errors import (
+    MastheadError,
+    RecipientError,
+    SendError,
+    SmtpError,
+    StoreError,
+    disk_fault,
+)
 from ..model import Publication
 from ..render.email.message import MessageTemplate, Recipient
 from ..store import Store, database_error_line, utcnow
@@ -330,7 +337,19 @@ class Sender:
 
     def add_result(self, result: Result) -> None:
         if self.journal is not None:
-            self.journal.write(result)  # first: a kill after this line loses nothing
+            try:
+                self.journal.write(result)  # first: a kill after this line loses nothing
+            except OSError as exc:  # a full disk: no answer may go unwritten, so stop
+                self.journal = None
+                self.fail(
+                    disk_fault(
+                        exc,
+                        path=self.pub.state_dir / "journal",
+                        unchanged="the send stopped; run it again to go on",
+                        error=SendError,
+                    )
+                    or SendError(f"the send journal cannot be written: {exc}")
+                )
         self.results.append(result)
         if len(self.results) >= self.policy.batch:
             self._results_ready.set()
@@ -364,8 +383,19 @@ class Sender:
 
     async def run(self) -> RunStats:
         started = time.perf_counter()
+        try:
+            self.journal = Journal(self.pub, self.slug, self.me)
+        except OSError as exc:
+            fault = disk_fault(
+                exc,
+                path=self.pub.state_dir / "journal",
+                unchanged="nothing was sent",
+                error=SendError,
+            )
+            if fault is None:
+                raise
+            raise fault from None
         self._install_signal_handlers()
-        self.journal = Journal(self.pub, self.slug, self.me)
         try:
             recorder = asyncio.create_task(self._recorder())
             workers = [asyncio.create_task(self._worker(n)) for n in range(self.policy.concurrency)]
@@ -383,14 +413,20 @@ class Sender:
         finally:
             self._remove_signal_handlers()
             self._db.shutdown(wait=True)
-            self.journal.close(all_recorded=self.stats.unrecorded == 0 and not self.results)
+            if self.journal is not None:
+                self.journal.close(all_recorded=self.stats.unrecorded == 0 and not self.results)
         self.stats.seconds = time.perf_counter() - started
         if self.fatal is not None:
             if self.stats.unrecorded:
+                kept = (
+                    f"the journal {self.journal.path} keeps them, and the next run on this "
+                    "machine records them (their messages are not sent again)"
+                    if self.journal is not None
+                    else "their messages may be sent again when the send goes on"
+                )
                 self.fatal.message += (
                     f"; {self.stats.unrecorded:,} answers of this run could not be recorded: "
-                    f"the journal {self.journal.path if self.journal else ''} keeps them, and the "
-                    "next run on this machine records them (their messages are not sent again)"
+                    + kept
                 )
             raise self.fatal
         return self.stats

@@ -689,14 +689,14 @@ def test_a_second_publish_over_ssh_is_refused_while_the_first_holds_the_target(
 ):
     """Review: ssh targets had no lock, and a second publish's `rm -rf releases/.partial-*`
     deleted the release the first one was writing."""
-    import masthead.publish as publishing
+    import masthead.publish.remote as remote_target  # where the ssh target calls rsync
 
     pub, other = small_site(tmp_path / "pub", "one"), small_site(tmp_path / "other", "other")
     remote = tmp_path / "srv"
     to, rsh = f"web1:{remote}", str(fake_ssh)
     publish(pub, to, rsh=rsh)
     small_site(pub, "two")
-    real_rsync = publishing._rsync
+    real_rsync = remote_target._rsync
     refusals: list[PublishError] = []
 
     def rsync_then_a_second_publish(*args, **kwargs):
@@ -707,7 +707,7 @@ def test_a_second_publish_over_ssh_is_refused_while_the_first_holds_the_target(
             refusals.append(info.value)
         return stats
 
-    monkeypatch.setattr(publishing, "_rsync", rsync_then_a_second_publish)
+    monkeypatch.setattr(remote_target, "_rsync", rsync_then_a_second_publish)
     first = publish(pub, to, rsh=rsh)
     monkeypatch.undo()
 

@@ -13,6 +13,7 @@ the "remote" commands on this machine). Prints, per target:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 from masthead.publish import publish, rollback
+from masthead.site_check import write_stamp
 
 FAKE_SSH = """#!/bin/sh
 while [ $# -gt 0 ]; do case "$1" in -l|-p|-o|-i) shift 2;; -*) shift;; *) break;; esac; done
@@ -47,14 +49,18 @@ def make_site(root: Path, issues: int) -> None:
 def rewrite_site_pages(root: Path, version: str) -> None:
     """What a build after editing one issue rewrites: that issue, the home page, feeds."""
     site = root / "_site"
-    for name in ("index.html", "feed.xml", "feed.json", "sitemap.xml", "manifest.json"):
+    for name in ("index.html", "feed.xml", "feed.json", "sitemap.xml"):
         path = site / name
         path.unlink(missing_ok=True)
         path.write_text(f"{version} " + "y" * 50_000, "utf-8")
+    manifest = site / "manifest.json"
+    manifest.unlink(missing_ok=True)
+    manifest.write_text(json.dumps({"version": version, "issues": [], "pad": "y" * 50_000}))
     first = sorted(p for p in site.iterdir() if p.is_dir())[0]
     for page in first.rglob("index.html"):
         page.unlink()
         page.write_text(f"<!doctype html><title>{version}</title>" + "z" * 20_000, "utf-8")
+    write_stamp(site, "bench_publish")  # the build's record of a whole site, as publish checks
 
 
 def timed(label: str, fn, *args, **kwargs):  # type: ignore[no-untyped-def]

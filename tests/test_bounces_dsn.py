@@ -17,11 +17,11 @@ from click.testing import CliRunner
 from sqlalchemy import select, update
 
 from conftest import sqlite_only
-from masthead.bounces import process_files
 from masthead.cli import main
 from masthead.content import load_publication
 from masthead.store import bounce_events, dispose_engines, open_store, subscribers, tokens
 from masthead.store import subscriber_list as subs
+from masthead.store.bounces import process_files
 
 
 @pytest.fixture(autouse=True)
@@ -128,7 +128,7 @@ def test_soft_bounces_count_once_a_day_and_the_third_day_suppresses(
     # "today" is the bounce code's clock, fixed at midday: the two bounces of one day must
     # not fall on both sides of midnight UTC (a_day_passes moves the recorded ones back)
     noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
-    monkeypatch.setattr("masthead.bounces.utcnow", lambda: noon)
+    monkeypatch.setattr("masthead.store.bounces.utcnow", lambda: noon)
     ada = ids(store)["ada@example.org"]
     verp = tokens.verp_address(pub, ada, "ada@example.org")
 
@@ -158,7 +158,7 @@ def test_soft_bounces_count_once_a_day_and_the_third_day_suppresses(
 
 
 def test_a_delivery_in_between_resets_the_soft_bounce_count(pub, store, tmp_path: Path) -> None:
-    from masthead.bounces import record_delivery
+    from masthead.store.bounces import record_delivery
 
     ada = ids(store)["ada@example.org"]
     verp = tokens.verp_address(pub, ada, "ada@example.org")

@@ -229,10 +229,10 @@ def test_old_verp_address_suppresses_the_next_subscriber_given_the_same_id(demo:
     from email.mime.multipart import MIMEMultipart
     from email.mime.text import MIMEText
 
-    from masthead.bounces import process_files
     from masthead.content import load_publication
     from masthead.store import open_store, tokens
     from masthead.store import subscriber_list as subs
+    from masthead.store.bounces import process_files
 
     pub = load_publication(demo)
     store = open_store(pub)

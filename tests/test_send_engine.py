@@ -418,7 +418,7 @@ def soft_bounce(pub, store, tmp_path: Path, subscriber_id: int, address: str) ->
     from email.mime.text import MIMEText
     from email.utils import make_msgid
 
-    from masthead.bounces import process_files
+    from masthead.store.bounces import process_files
 
     report = MIMEMultipart("report", report_type="delivery-status")
     report["To"] = verp_address(pub, subscriber_id, address)
@@ -448,7 +448,7 @@ def test_a_delivery_between_soft_bounces_starts_their_count_again(
     from sqlalchemy import update
 
     noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
-    monkeypatch.setattr("masthead.bounces.utcnow", lambda: noon)
+    monkeypatch.setattr("masthead.store.bounces.utcnow", lambda: noon)
 
     def a_day_passes() -> None:
         with store.begin() as conn:  # the recorded bounces move back a day, one by one

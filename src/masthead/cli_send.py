@@ -287,9 +287,8 @@ def _print_report(report) -> None:  # type: ignore[no-untyped-def]
             f"  {report.recovered:,} messages were on the wire, unanswered, when a sender "
             "stopped: they were sent again and may have arrived twice."
         )
-    failed = s.count("failed") - s.bounced
     click.echo(
-        f"  sent {s.count('sent'):,} · failed {failed:,} · bounced {s.bounced:,} · "
+        f"  sent {s.count('sent'):,} · failed {s.failed:,} · bounced {s.bounced:,} · "
         f"unknown {s.count('unknown'):,} · suppressed {s.count('suppressed'):,} · "
         f"waiting {s.remaining:,} of {s.total:,}"
     )

@@ -1,7 +1,7 @@
 """Commands for the subscriber list, the public web endpoints, bounces and the database.
 
 Thin click commands over :mod:`masthead.store`, :mod:`masthead.web` and
-:mod:`masthead.bounces`; heavy imports stay inside the functions.
+:mod:`masthead.store.bounces`; heavy imports stay inside the functions.
 """
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .cli import PUB_DIR, friendly_errors, main
+from .subscriber_status import LIST_STATUSES
 
 if TYPE_CHECKING:
     from .model import Publication
     from .store import Store
-
-STATUSES = ["pending", "active", "unsubscribed", "bounced", "complained", "suppressed"]
 
 
 def _open(directory: Path) -> tuple[Publication, Store]:
@@ -181,7 +180,9 @@ def resend_command(directory: Path, emails: tuple[str, ...]) -> None:
 @subscribers.command("export")
 @PUB_DIR
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--status", type=click.Choice(STATUSES), help="Only subscribers with this status.")
+@click.option(
+    "--status", type=click.Choice(LIST_STATUSES), help="Only subscribers with this status."
+)
 @friendly_errors
 def export_command(directory: Path, file: Path | None, status: str | None) -> None:
     """Write the list as CSV to FILE (or standard output); `import` reads it back.
@@ -201,7 +202,9 @@ def export_command(directory: Path, file: Path | None, status: str | None) -> No
 
 @subscribers.command("list")
 @PUB_DIR
-@click.option("--status", type=click.Choice(STATUSES), help="Only subscribers with this status.")
+@click.option(
+    "--status", type=click.Choice(LIST_STATUSES), help="Only subscribers with this status."
+)
 @friendly_errors
 def list_command(directory: Path, status: str | None) -> None:
     """Show the subscribers in a table, with a count per status.
@@ -230,7 +233,7 @@ def list_command(directory: Path, status: str | None) -> None:
     if shown:
         console.print(table)
     totals = subs.counts(store)
-    summary = ", ".join(f"{totals[k]} {k}" for k in STATUSES if totals.get(k))
+    summary = ", ".join(f"{totals[k]} {k}" for k in LIST_STATUSES if totals.get(k))
     click.echo(f"{shown} shown. List: {summary or 'empty'}.")
 
 
@@ -346,7 +349,7 @@ def bounces_command(directory: Path, files: tuple[Path, ...], dry_run: bool) -> 
     """
     from rich.table import Table
 
-    from .bounces import process_files
+    from .store.bounces import process_files
 
     pub, store = _open(directory)
     report = process_files(pub, store, list(files), dry_run=dry_run)

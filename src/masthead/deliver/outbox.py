@@ -41,7 +41,6 @@ from sqlalchemy import (
 
 from ..store import (
     Store,
-    bounce_events,
     dialect_insert,
     outbox,
     rate_limits,
@@ -50,7 +49,8 @@ from ..store import (
     suppressions,
     utcnow,
 )
-from ..store.subscriber_list import suppress_address
+from ..store.bounces import record_hard_bounce
+from ..store.subscriber_list import may_be_mailed
 
 TERMINAL = ("sent", "failed", "unknown", "suppressed")
 HARD_BOUNCE = "hard bounce: "
@@ -93,6 +93,11 @@ class SendState:
         return self.states.get(state, 0)
 
     @property
+    def failed(self) -> int:
+        """Failed rows other than hard bounces (those are counted in :attr:`bounced`)."""
+        return self.count("failed") - self.bounced
+
+    @property
     def remaining(self) -> int:
         return self.count("pending") + self.count("sending")
 
@@ -105,16 +110,12 @@ class SendState:
 
 
 def _recipients():  # type: ignore[no-untyped-def]
-    return (
-        select(
-            subscribers.c.id,
-            subscribers.c.email,
-            subscribers.c.name,
-            subscribers.c.language,
-        )
-        .where(subscribers.c.status == "active")
-        .where(~exists().where(suppressions.c.email_key == subscribers.c.email_key))
-    )
+    return select(
+        subscribers.c.id,
+        subscribers.c.email,
+        subscribers.c.name,
+        subscribers.c.language,
+    ).where(may_be_mailed())
 
 
 def count_recipients(store: Store) -> int:
@@ -610,27 +611,19 @@ def record(
             _reset_soft_bounces(conn, accepted)
         for r in results:
             if r.state == "bounced":
-                suppress_address(
+                record_hard_bounce(
                     conn,
+                    r.row.subscriber_id,
                     r.row.email,
-                    "hard-bounce",
-                    source="email",
-                    detail=f"{r.code} {r.error}"[:500],
-                )
-                conn.execute(
-                    insert(bounce_events).values(
-                        subscriber_id=r.row.subscriber_id,
-                        email=r.row.email,
-                        kind="hard",
-                        detail=f"SMTP {r.code} {r.error}"[:1000],
-                        at=now,
-                    )
+                    f"SMTP {r.code} {r.error}"[:1000],
+                    suppression_detail=f"{r.code} {r.error}"[:500],
+                    at=now,
                 )
 
 
 def _reset_soft_bounces(conn: Connection, subscriber_ids: Iterable[int]) -> None:
     """A delivery between soft bounces starts their count again (see
-    :mod:`masthead.bounces`). Only for the rare subscribers whose count was not zero when
+    :mod:`masthead.store.bounces`). Only for the rare subscribers whose count was not zero when
     claimed (:attr:`Claimed.soft_bounced`), in one statement per batch: the send path must
     stay at thousands of messages a second."""
     conn.execute(

@@ -31,7 +31,6 @@ from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
 
-SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
 CONSENT_ACTIONS = (
     "import",
     "subscribe",

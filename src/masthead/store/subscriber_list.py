@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Row,
     Select,
+    and_,
     bindparam,
     delete,
     exists,
@@ -39,10 +41,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import SubscriberError
+from ..subscriber_status import LIST_STATUSES, SUBSCRIBER_STATUSES
 from . import Store
 from .addresses import MAX_NAME_LENGTH, InvalidAddress, checked_name, email_key, normalise_email
 from .schema import (
-    SUBSCRIBER_STATUSES,
     SUPPRESSION_REASONS,
     consent_events,
     subscribers,
@@ -128,14 +130,20 @@ def record_consent(
     )
 
 
-def recipients_select() -> Select[Any]:
-    """Who may be mailed: ``active`` subscribers whose address is not suppressed."""
-    return (
-        select(subscribers)
-        .where(subscribers.c.status == "active")
-        .where(~exists().where(suppressions.c.email_key == subscribers.c.email_key))
-        .order_by(subscribers.c.id)
+def may_be_mailed() -> ColumnElement[bool]:
+    """Who may be mailed, as a condition on ``subscribers``: ``active`` subscribers whose
+    address is not suppressed. The one statement of the rule: the list and the sender's
+    outbox both select with it."""
+    return and_(
+        subscribers.c.status == "active",
+        ~exists().where(suppressions.c.email_key == subscribers.c.email_key),
     )
+
+
+def recipients_select() -> Select[Any]:
+    """The subscribers who may be mailed (:func:`may_be_mailed`), in the order they were
+    added."""
+    return select(subscribers).where(may_be_mailed()).order_by(subscribers.c.id)
 
 
 def suppression_reason(conn: Connection, email: str) -> str | None:
@@ -612,7 +620,7 @@ def iter_subscribers(store: Store, status: str | None = None) -> Iterator[Subscr
         if status not in SUBSCRIBER_STATUSES:
             raise SubscriberError(
                 f"unknown status {status!r}",
-                fix=f"use one of: {', '.join((*SUBSCRIBER_STATUSES, 'suppressed'))}",
+                fix=f"use one of: {', '.join(LIST_STATUSES)}",
             )
         query = query.where(subscribers.c.status == status)
     with store.read() as conn:

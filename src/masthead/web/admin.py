@@ -41,6 +41,7 @@ from ..errors import MastheadError
 from ..model import Publication
 from ..store import Store, open_store
 from ..store import subscriber_list as subs
+from ..subscriber_status import LIST_STATUSES
 from . import files
 from .auth import Session, Sessions, configured_hash, csrf_ok, verify_password
 from .pages import FILE_HEADERS
@@ -73,7 +74,6 @@ addresses gets around)."""
 GLOBAL = "*"
 MAX_PREVIEW_BYTES = 200_000
 """The largest Markdown the live preview renders (an item is a few thousand characters)."""
-STATUSES = ["pending", "active", "unsubscribed", "bounced", "complained", "suppressed"]
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -265,7 +265,9 @@ class Admin:
             }
 
         data = await run_in_threadpool(gather)
-        return self.page(request, "dashboard.html", title="Dashboard", statuses=STATUSES, **data)
+        return self.page(
+            request, "dashboard.html", title="Dashboard", statuses=LIST_STATUSES, **data
+        )
 
     async def new_issue(self, request: Request) -> Response:
         from ..scaffold import new_issue
@@ -680,7 +682,7 @@ class Admin:
     async def subscribers(self, request: Request) -> Response:
         q = request.query_params.get("q", "").strip().lower()
         status = request.query_params.get("status") or None
-        if status not in STATUSES:
+        if status not in LIST_STATUSES:
             status = None
 
         def gather() -> tuple[list[Any], dict[str, int]]:
@@ -701,7 +703,7 @@ class Admin:
             counts=counts,
             q=q,
             status=status or "",
-            statuses=STATUSES,
+            statuses=LIST_STATUSES,
             report=None,
         )
 
@@ -768,7 +770,7 @@ class Admin:
             counts=subs.counts(self.store),
             q="",
             status="",
-            statuses=STATUSES,
+            statuses=LIST_STATUSES,
             report=report,
         )
 

@@ -83,7 +83,6 @@ class Sends:
         """The figures the send page polls."""
         state = send_state(store, slug)
         run = self._runs.get(slug)
-        failed = state.count("failed") - state.bounced
         return {
             "exists": state.exists,
             "running": bool(run and run.running),
@@ -91,7 +90,7 @@ class Sends:
             "paused": state.paused,
             "total": state.total,
             "sent": state.count("sent"),
-            "failed": failed,
+            "failed": state.failed,
             "bounced": state.bounced,
             "unknown": state.count("unknown"),
             "suppressed": state.count("suppressed"),

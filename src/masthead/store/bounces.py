@@ -39,6 +39,7 @@ import mailbox
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from email import message_from_binary_file
 from email.message import Message
 from email.policy import compat32
@@ -48,16 +49,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row, select, update
 
-from .errors import MastheadError
-from .store import bounce_events, subscribers
-from .store import subscriber_list as subs
-from .store.addresses import email_key
-from .store.schema import utcnow
-from .store.tokens import VERP_MAC_HEX, check_token, check_verp, verp_claim
+from ..errors import MastheadError
+from . import subscriber_list as subs
+from .addresses import email_key
+from .schema import bounce_events, subscribers, utcnow
+from .tokens import VERP_MAC_HEX, check_token, check_verp, verp_claim
 
 if TYPE_CHECKING:
-    from .model import Publication
-    from .store import Store
+    from ..model import Publication
+    from . import Store
 
 SOFT_BOUNCE_LIMIT = 3
 """Days of soft bounces, with no delivery in between, that suppress an address."""
@@ -285,6 +285,54 @@ def record_delivery(conn: Connection, subscriber_id: int) -> None:
     )
 
 
+def log_bounce(
+    conn: Connection,
+    subscriber_id: int,
+    email: str,
+    kind: str,
+    detail: str,
+    *,
+    message_id: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Append one bounce (``hard``, ``soft`` or ``complaint``) to ``bounce_events``."""
+    conn.execute(
+        bounce_events.insert().values(
+            subscriber_id=subscriber_id,
+            email=email,
+            kind=kind,
+            detail=detail,
+            at=at or utcnow(),
+            message_id=message_id or None,
+        )
+    )
+
+
+def record_hard_bounce(
+    conn: Connection,
+    subscriber_id: int,
+    email: str,
+    detail: str,
+    *,
+    suppression_detail: str | None = None,
+    message_id: str | None = None,
+    at: datetime | None = None,
+) -> None:
+    """A hard bounce: log it and suppress the address (reason ``hard-bounce``). The one
+    statement of the rule, whether the mail server refused the message during the send
+    (:func:`masthead.deliver.outbox.record`) or a bounce report says so later
+    (:func:`apply_failure`). ``suppression_detail`` goes with the consent event, if it
+    should differ from the bounce's own ``detail``."""
+    log_bounce(conn, subscriber_id, email, "hard", detail, message_id=message_id, at=at)
+    subs.suppress_address(
+        conn,
+        email,
+        "hard-bounce",
+        source="email",
+        detail=detail if suppression_detail is None else suppression_detail,
+    )
+
+
 def _already_seen(conn: Connection, message_id: str, subscriber_id: int) -> bool:
     if not message_id:
         return False
@@ -318,25 +366,17 @@ def apply_failure(conn: Connection, failure: Failure, row: Row[Any], message_id:
     if failure.email and email_key(failure.email) != row.email_key:
         # A forwarding target, usually: the VERP id, not the listed address, says who.
         detail = f"{detail} (the report names {failure.email[:254]})"
-    conn.execute(
-        bounce_events.insert().values(
-            subscriber_id=sid,
-            email=email,
-            kind=failure.kind,
-            detail=detail,
-            at=utcnow(),
-            message_id=message_id or None,
-        )
-    )
+    already_suppressed = subs.suppression_reason(conn, email) is not None
+    if failure.kind == "hard" and not already_suppressed:
+        record_hard_bounce(conn, sid, email, detail, message_id=message_id)
+        return "suppressed (hard bounce)"
+    log_bounce(conn, sid, email, failure.kind, detail, message_id=message_id)
     failure = Failure(failure.email, failure.kind, detail)
-    if subs.suppression_reason(conn, email):
+    if already_suppressed:
         return "already suppressed"
     if failure.kind == "complaint":
         subs.suppress_address(conn, email, "complaint", source="email", detail=failure.detail)
         return "suppressed (complaint)"
-    if failure.kind == "hard":
-        subs.suppress_address(conn, email, "hard-bounce", source="email", detail=failure.detail)
-        return "suppressed (hard bounce)"
     if counted_today:
         return f"soft bounce {row.soft_bounces}/{SOFT_BOUNCE_LIMIT} (already counted today)"
     count = row.soft_bounces + 1
@@ -449,7 +489,7 @@ def process_files(
     pub: Publication, store: Store, files: list[Path], *, dry_run: bool = False
 ) -> BounceReport:
     """Read every message of ``files`` and apply the rule (or only report, ``dry_run``)."""
-    from .store.tokens import verify_secret
+    from .tokens import verify_secret
 
     verify_secret(store, pub)  # VERP addresses and unsubscribe mails are checked with it
     report = BounceReport()

@@ -132,3 +132,76 @@ def test_two_restores_in_one_second_keep_the_file_replaced_first(
         restore(pub, database_url(pub))
     kept = [p.read_bytes() for p in db.parent.glob(db.name + ".replaced-*") if p.is_file()]
     assert original in kept, f"{len(kept)} kept files, none is the original database"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["[]", '{"issues": null}', '{"issues": [1]}', "directory"],
+    ids=["a-list", "issues-null", "issue-not-an-object", "a-directory"],
+)
+def test_send_on_a_damaged_site_manifest_is_a_message_not_a_traceback(
+    template: Path, tmp_path: Path, damage: str
+) -> None:
+    """masthead send with a damaged _site/manifest.json: AttributeError/TypeError traceback."""
+    root = wired_copy(template, tmp_path / "pub", 1)
+    manifest = root / "_site" / "manifest.json"
+    manifest.unlink()
+    if damage == "directory":
+        manifest.mkdir()
+    else:
+        manifest.write_text(damage, "utf-8")
+    result = masthead("send", str(root), "--issue", "2020-03", "--yes", "-q")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr[-300:]
+    assert "Error:" in result.stderr
+
+
+def test_a_send_that_has_begun_goes_on_from_its_snapshot_when_the_issue_folder_is_gone(
+    template: Path, tmp_path: Path
+) -> None:
+    """A begun send cannot resume once issues/<slug>/ is moved away: rows stranded, though the
+    email is stored in send_editions."""
+    with SmtpSink() as sink:
+        root = wired_copy(
+            template, tmp_path / "pub", sink.port, extra_smtp="rate_per_minute = 600\n"
+        )
+        _, store, _ = open_pub(root)
+        addresses = add_subscribers(store, 40)
+        first = send_cli(root)
+        wait_for(sink, 5, first)
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+        # the editor archives the folder (or renames it) once the send has started
+        (root / "issues" / "2020-03").rename(tmp_path / "archived-2020-03")
+        again = send_cli(root)
+        out, err = again.communicate(timeout=120)
+        received = sink.by_recipient()
+    assert again.returncode == 0, out + err
+    assert set(received) == set(addresses)
+
+
+def test_a_resumed_send_does_not_need_the_pdf_its_snapshot_already_holds(
+    template: Path, tmp_path: Path
+) -> None:
+    """attach_pdf and the PDF gone from _site/ after the send began: FileNotFoundError."""
+    with SmtpSink() as sink:
+        root = wired_copy(
+            template, tmp_path / "pub", sink.port, extra_smtp="rate_per_minute = 600\n"
+        )
+        toml = root / "masthead.toml"
+        toml.write_text(
+            toml.read_text("utf-8").replace("[email]\n", "[email]\nattach_pdf = true\n", 1),
+            "utf-8",
+        )
+        _, store, _ = open_pub(root)
+        add_subscribers(store, 40)
+        first = send_cli(root)
+        wait_for(sink, 5, first)
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+        for pdf in (root / "_site").rglob("*.pdf"):
+            pdf.unlink()  # a damaged or half-published _site/
+        again = send_cli(root)
+        out, err = again.communicate(timeout=120)
+    assert "Traceback" not in err, err[-400:]
+    assert again.returncode == 0, out + err

@@ -205,3 +205,27 @@ def test_a_resumed_send_does_not_need_the_pdf_its_snapshot_already_holds(
         out, err = again.communicate(timeout=120)
     assert "Traceback" not in err, err[-400:]
     assert again.returncode == 0, out + err
+
+
+def test_db_restore_while_a_send_runs_is_refused(template: Path, tmp_path: Path) -> None:
+    """db restore during a send: the sender records into the file moved aside; readers doubled."""
+    with SmtpSink() as sink:
+        root = wired_copy(
+            template, tmp_path / "pub", sink.port, extra_smtp="rate_per_minute = 3000\n"
+        )
+        _, store, _ = open_pub(root)
+        addresses = add_subscribers(store, 200)
+        store.engine.dispose()
+        first = send_cli(root)
+        wait_for(sink, 60, first)
+        restored = masthead("db", "restore", str(root), "--yes")
+        first.communicate(timeout=120)
+        again = send_cli(root)
+        again.communicate(timeout=120)
+        received = sink.by_recipient()
+    refused = restored.returncode != 0
+    twice = [a for a, n in received.items() if n > 1]
+    assert set(received) == set(addresses)
+    assert refused or len(twice) <= 3, (
+        f"restore ran beside the send; {len(twice)} readers got the issue twice"
+    )

@@ -229,3 +229,35 @@ def test_db_restore_while_a_send_runs_is_refused(template: Path, tmp_path: Path)
     assert refused or len(twice) <= 3, (
         f"restore ran beside the send; {len(twice)} readers got the issue twice"
     )
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "1\t1\t0\tbogus\t250\t\treader0@example0.org\tx",
+        f"{2**70}\t1\t0\tsent\t250\t\treader0@example0.org\tx",
+        f"1\t1\t{2**70}\tretry\t451\t\treader0@example0.org\tx",
+        f"1\t1\t0\tfailed\t{2**70}\t\treader0@example0.org\tx",
+    ],
+    ids=["unknown-state", "huge-row-id", "huge-attempts", "huge-code"],
+)
+def test_a_garbage_line_in_a_dead_senders_journal_neither_strands_nor_crashes_the_send(
+    template: Path, tmp_path: Path, line: str
+) -> None:
+    """A garbage journal line: a row left in state 'bogus', or an OverflowError on every run."""
+    from masthead.deliver.outbox import this_machine
+
+    with SmtpSink() as sink:
+        root = wired_copy(template, tmp_path / "pub", sink.port)
+        _, store, _ = open_pub(root)
+        addresses = add_subscribers(store, 5)
+        journal = root / ".masthead" / "journal"
+        journal.mkdir(parents=True)
+        (journal / "2020-03.99999.abcd.log").write_text(
+            f"{this_machine()}:99999:abcd\t2020-03\n{line}\n", "utf-8"
+        )
+        runs = [send_cli(root).communicate(timeout=120) for _ in range(2)]
+        received = sink.by_recipient()
+    for _out, err in runs:
+        assert "Traceback" not in err, err[-300:]
+    assert set(received) == set(addresses), runs[-1]

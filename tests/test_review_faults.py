@@ -261,3 +261,25 @@ def test_a_garbage_line_in_a_dead_senders_journal_neither_strands_nor_crashes_th
     for _out, err in runs:
         assert "Traceback" not in err, err[-300:]
     assert set(received) == set(addresses), runs[-1]
+
+
+def test_a_journal_copied_from_another_publication_marks_nobody_sent(
+    template: Path, tmp_path: Path
+) -> None:
+    """A dead sender's journal of another publication (same slug) marks this one's rows sent."""
+    from masthead.deliver.outbox import this_machine
+
+    with SmtpSink() as sink:
+        root = wired_copy(template, tmp_path / "pub", sink.port)
+        _, store, _ = open_pub(root)
+        addresses = add_subscribers(store, 20)
+        journal = root / ".masthead" / "journal"
+        journal.mkdir(parents=True)
+        # the sister publication's journal: its rows 1..20 went to its own readers
+        lines = [f"{i}\t{i}\t0\tsent\t250\t\tsomeone{i}@elsewhere.example\t" for i in range(1, 21)]
+        (journal / "2020-03.99999.abcd.log").write_text(
+            f"{this_machine()}:99999:abcd\t2020-03\n" + "\n".join(lines) + "\n", "utf-8"
+        )
+        out, _ = send_cli(root).communicate(timeout=120)
+        received = sink.by_recipient()
+    assert set(received) == set(addresses), f"{len(received)} of 20 mailed: {out}"

@@ -283,3 +283,22 @@ def test_a_journal_copied_from_another_publication_marks_nobody_sent(
         out, _ = send_cli(root).communicate(timeout=120)
         received = sink.by_recipient()
     assert set(received) == set(addresses), f"{len(received)} of 20 mailed: {out}"
+
+
+def test_an_emptied_database_is_refused_after_the_publication_folder_was_moved(
+    template: Path, tmp_path: Path
+) -> None:
+    """database.id is keyed by the absolute SQLite path: after mv of the folder, a lost file
+    is taken for a new list."""
+    with SmtpSink() as sink:
+        root = wired_copy(template, tmp_path / "pub", sink.port)
+        _, store, _ = open_pub(root)
+        add_subscribers(store, 10)
+        out, err = send_cli(root).communicate(timeout=120)
+        store.engine.dispose()
+    moved = root.rename(tmp_path / "bulletin")  # a reorganised disk, a new mount point
+    db = moved / ".masthead" / "masthead.db"
+    assert db.is_file(), out + err
+    db.write_bytes(b"")  # truncate -s 0
+    result = masthead("subscribers", "list", str(moved))
+    assert result.returncode != 0 and "restore" in result.stderr, result.stdout + result.stderr

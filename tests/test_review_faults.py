@@ -302,3 +302,33 @@ def test_an_emptied_database_is_refused_after_the_publication_folder_was_moved(
     db.write_bytes(b"")  # truncate -s 0
     result = masthead("subscribers", "list", str(moved))
     assert result.returncode != 0 and "restore" in result.stderr, result.stdout + result.stderr
+
+
+def test_pages_damaged_mid_send_then_the_documented_restore_doubles_the_whole_send(
+    template: Path, tmp_path: Path
+) -> None:
+    """Damage mid-send goes unnoticed (exit 0); db restore + send again mails everyone twice."""
+    with SmtpSink() as sink:
+        root = wired_copy(
+            template, tmp_path / "pub", sink.port, extra_smtp="rate_per_minute = 30000\n"
+        )
+        _, store, _ = open_pub(root)
+        addresses = add_subscribers(store, 1000)
+        store.engine.dispose()
+        first = send_cli(root)
+        wait_for(sink, 200, first)
+        db = root / ".masthead" / "masthead.db"
+        with open(db, "r+b") as f:  # bad sectors under the running send
+            for offset in range(8192, db.stat().st_size, 3 * 4096):
+                f.seek(offset)
+                f.write(b"\xa5" * 4096)
+        first.communicate(timeout=120)
+        damaged = masthead("subscribers", "list", str(root))
+        assert "db restore" in damaged.stderr, damaged.stdout + damaged.stderr
+        assert masthead("db", "restore", str(root), "--yes").returncode == 0
+        again = send_cli(root)
+        again.communicate(timeout=120)
+        received = sink.by_recipient()
+    assert set(received) == set(addresses)
+    twice = [a for a, n in received.items() if n > 1]
+    assert len(twice) <= 3, f"{len(twice)} of {len(addresses)} readers got the issue twice"

@@ -332,3 +332,41 @@ def test_pages_damaged_mid_send_then_the_documented_restore_doubles_the_whole_se
     assert set(received) == set(addresses)
     twice = [a for a, n in received.items() if n > 1]
     assert len(twice) <= 3, f"{len(twice)} of {len(addresses)} readers got the issue twice"
+
+
+PG_BASE = "postgresql://masthead:masthead@127.0.0.1:5432/masthead_test"
+
+
+def test_a_dropped_postgresql_database_is_not_sent_to_masthead_db_restore(
+    template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL dropped and re-created: refused, but the fix names `masthead db restore`,
+    which refuses PostgreSQL: no documented command leads back."""
+    psycopg = pytest.importorskip("psycopg")
+    schema = f"review14_{int(time.time() * 1000) % 10**9}"
+    try:
+        admin = psycopg.connect(PG_BASE, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError:
+        pytest.skip("no PostgreSQL on 127.0.0.1")
+    admin.execute(f"CREATE SCHEMA {schema}")
+    monkeypatch.setenv("MASTHEAD_DATABASE_URL", f"{PG_BASE}?options=-csearch_path%3D{schema}")
+    try:
+        root = wired_copy(template, tmp_path / "pub", 1)
+        _, store, _ = open_pub(root)
+        add_subscribers(store, 3)
+        store.engine.dispose()
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")  # dropped and re-created
+        admin.execute(f"CREATE SCHEMA {schema}")
+        refused = masthead("subscribers", "list", str(root))
+        assert refused.returncode == 1
+        assert "restore" in refused.stderr
+        follow = masthead("db", "restore", str(root), "--yes")
+    finally:
+        from masthead.store import dispose_engines
+
+        dispose_engines()
+        admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        admin.close()
+    assert "masthead db restore" not in refused.stderr or follow.returncode == 0, (
+        refused.stderr + follow.stderr
+    )

@@ -370,3 +370,24 @@ def test_a_dropped_postgresql_database_is_not_sent_to_masthead_db_restore(
     assert "masthead db restore" not in refused.stderr or follow.returncode == 0, (
         refused.stderr + follow.stderr
     )
+
+
+def test_a_sender_killed_beside_a_running_one_is_taken_over_with_its_journal(
+    template: Path, tmp_path: Path
+) -> None:
+    """Two sends at once, one SIGKILLed: the survivor takes its rows over without replaying
+    its journal, re-mailing every answer the dead one had not yet recorded."""
+    with SmtpSink() as sink:
+        root = wired_copy(template, tmp_path / "pub", sink.port)
+        _, store, _ = open_pub(root)
+        addresses = add_subscribers(store, 3000)
+        victim, survivor = send_cli(root), send_cli(root)
+        wait_for(sink, 1500, victim)
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate()
+        out, err = survivor.communicate(timeout=180)
+        received = sink.by_recipient()
+    assert survivor.returncode == 0, out + err
+    assert set(received) == set(addresses)
+    twice = [a for a, n in received.items() if n > 1]
+    assert len(twice) <= 3, f"{len(twice)} readers got the issue twice"

@@ -391,3 +391,120 @@ def test_a_sender_killed_beside_a_running_one_is_taken_over_with_its_journal(
     assert set(received) == set(addresses)
     twice = [a for a, n in received.items() if n > 1]
     assert len(twice) <= 3, f"{len(twice)} readers got the issue twice"
+
+
+class FreezingProxy:
+    """A TCP proxy on 127.0.0.1 that can stop forwarding without closing anything: a
+    database server that hangs (a network partition), not one that fails."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import socket
+        import threading
+
+        self.upstream = upstream_port
+        self.frozen = threading.Event()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream))
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src, dst) -> None:  # type: ignore[no-untyped-def]
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                return
+            while self.frozen.is_set():
+                time.sleep(0.05)
+            if not data:
+                return
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.frozen.clear()
+        self.server.close()
+        for s in self.sockets:
+            s.close()
+
+
+def test_a_worker_whose_database_hangs_is_not_doubled_by_the_one_taking_over(
+    template: Path, tmp_path: Path
+) -> None:
+    """PostgreSQL hangs (no answer, no error) under worker A: A waits forever (no timeout);
+    worker B either waits forever behind A's row locks, or after the lease re-mails the answers
+    A holds unrecorded, and A mails its stale queue when its database comes back."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(PG_BASE, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError:
+        pytest.skip("no PostgreSQL on 127.0.0.1")
+    schema = f"review14_{int(time.time() * 1000) % 10**9}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+    proxy = FreezingProxy(5432)
+    direct = f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    proxied = direct.replace(":5432/", f":{proxy.port}/")
+    a = b = None
+    try:
+        with SmtpSink() as sink:
+            import os
+
+            os.environ["MASTHEAD_DATABASE_URL"] = direct
+            root = wired_copy(template, tmp_path / "pub", sink.port)
+            _, store, _ = open_pub(root)
+            addresses = add_subscribers(store, 2000)
+            store.engine.dispose()
+            env_a = {"MASTHEAD_DATABASE_URL": proxied, "MASTHEAD_MACHINE": "host-a"}
+            a = send_cli(root, "--worker", "--lease", "4", env=env_a)
+            wait_for(sink, 600, a)
+            proxy.frozen.set()  # A's database stops answering
+            env_b = {"MASTHEAD_DATABASE_URL": direct, "MASTHEAD_MACHINE": "host-b"}
+            b = send_cli(root, "--worker", "--lease", "4", env=env_b)
+            try:
+                b.communicate(timeout=60)
+                b_done = True
+            except subprocess.TimeoutExpired:  # blocked behind A's hung transaction's locks
+                b_done = False
+                b.kill()
+                b.communicate()
+            a_still_waiting = a.poll() is None
+            before = sum(1 for n in sink.by_recipient().values() if n > 1)
+            proxy.frozen.clear()
+            a.communicate(timeout=60)
+            received = sink.by_recipient()
+    finally:
+        for p in (a, b):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.communicate()
+        proxy.close()
+        from masthead.store import dispose_engines
+
+        dispose_engines()
+        admin.execute("SET lock_timeout = '20s'")  # A's backend may outlive its socket a while
+        admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        admin.close()
+        os.environ.pop("MASTHEAD_DATABASE_URL", None)
+    assert b_done, "worker B waited 60 s, stuck behind the row locks of A's hung transaction"
+    assert set(received) == set(addresses)
+    twice = [x for x, n in received.items() if n > 1]
+    assert len(twice) <= 3, (
+        f"{len(twice)} readers got the issue twice, {before} before A's database came back "
+        f"(A still waiting then: {a_still_waiting})"
+    )

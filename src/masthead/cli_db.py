@@ -171,6 +171,7 @@ def db_restore(directory: Path, source: Path | None, list_only: bool, yes: bool)
              masthead db restore bulletin --from bulletin/.masthead/backups/masthead-….db
     """
     from .content import load_publication
+    from .errors import StoreError
     from .store import database_url
     from .store.backup import backups, restore
 
@@ -188,6 +189,15 @@ def db_restore(directory: Path, source: Path | None, list_only: bool, yes: bool)
     if chosen is not None and not yes and not click.confirm(question, default=False):
         click.echo("Nothing changed.")
         sys.exit(1)
+    from .deliver.journal import live_senders
+
+    running = live_senders(pub)
+    if running:  # it would go on writing to the file moved aside
+        raise StoreError(
+            f"a send is running on this machine (pid {', '.join(map(str, running))})",
+            fix="stop it first (masthead send DIR --issue SLUG --pause, or Ctrl-C), and stop "
+            "masthead serve, then restore",
+        )
     done = restore(pub, url, source)
     click.echo(f"Restored {done.backup} → {done.database}")
     if done.kept_as:

@@ -50,7 +50,7 @@ from ..store.tokens import (
     verp_address,
 )
 from . import outbox
-from .journal import Journal
+from .journal import Journal, replay
 from .outbox import Claimed, Result
 from .ratelimit import DomainLimits, SharedRate
 from .smtp import Outcome, SmtpConnection, SmtpSettings
@@ -109,6 +109,8 @@ class RunStats:
     suppressed: int = 0
     retried: int = 0
     recovered: int = 0
+    replayed: int = 0
+    """Answers of senders that died during this run, recorded from their journals."""
     unrecorded: int = 0
     """Answers that could not be written to the database (it failed)."""
     paused: bool = False
@@ -460,6 +462,12 @@ class Sender:
                     # rows another sender holds: wait for them (and take them over if it dies)
                     if not sending:
                         return
+                    # What senders that died meanwhile heard from the server, before their
+                    # rows come back (a sender killed beside this one).
+                    replayed = await self.db(
+                        replay, self.pub, self.store, self.slug, self.msgid_parts
+                    )
+                    self.stats.replayed += replayed.answers
                     # Nothing is in flight here, so rows still marked with this sender's own
                     # claim are orphans (a claim whose commit reply was lost): back with them.
                     taken = await self.db(

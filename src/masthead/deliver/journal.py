@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from ..store import Store
 
 SUFFIX = ".log"
+STATES = frozenset({"sent", "failed", "unknown", "bounced", "retry", "release"})
+"""The answers a journal line may hold (what :class:`~.outbox.Result` records)."""
 CHUNK = 5000
 """Answers replayed per transaction (SQLite takes at most 32,766 parameters)."""
 _UNSAFE = re.compile(r"[\t\r\n\x00-\x1f\x7f]")
@@ -116,11 +118,16 @@ def _read(path: Path) -> tuple[str, str, list[Result]] | None:
             continue
         rid, sid, attempts, state, code, retry_at, email, error = fields
         try:
-            row = Claimed(int(rid), int(sid), email, "", None, int(attempts))
+            numbers = (int(rid), int(sid), int(attempts), int(code) if code else 0)
             at = datetime.fromisoformat(retry_at) if retry_at else None
-            results.append(Result(row, state, int(code) if code else None, error, None, at))
         except ValueError:
             continue
+        if state not in STATES or not all(0 <= n < 2**63 for n in numbers) or numbers[3] > 999:
+            continue  # no line of ours: never written into a row
+        if at is not None and at.tzinfo is None:
+            continue
+        row = Claimed(numbers[0], numbers[1], email, "", None, numbers[2])
+        results.append(Result(row, state, int(code) if code else None, error, None, at))
     return sender, slug, results
 
 
@@ -135,8 +142,60 @@ def _dead_here(sender: str) -> bool:
     )
 
 
+def _gone(store: Store, issue_slug: str, sender: str) -> bool:
+    """Whether the sender of a journal is gone: a process of this machine that no longer
+    runs; or one of another machine identity (this host before a reboot, a restarted
+    container on the same folder) that holds no live lease on the send."""
+    if _dead_here(sender):
+        return True
+    parts = sender.rsplit(":", 2)
+    if len(parts) == 3 and parts[0] == this_machine():
+        return False  # alive here
+    from .outbox import holds_live_lease
+
+    return not holds_live_lease(store, issue_slug, sender)
+
+
+def _finished_with(path: Path, sender: str) -> bool:
+    """Whether a replayed journal may be deleted: always when its process is known dead; a
+    journal of another machine identity only once it has been quiet for a day (were its
+    sender alive and idle, replaying its true answers early does no harm, but deleting the
+    file it still writes to would)."""
+    import time
+
+    if _dead_here(sender):
+        return True
+    try:
+        return time.time() - path.stat().st_mtime > 24 * 3600
+    except OSError:
+        return False
+
+
+def live_senders(pub: Publication) -> list[int]:
+    """The process ids of this machine's senders that are running now (by their journals)."""
+    folder = journal_dir(pub)
+    pids = []
+    for path in folder.glob(f"*{SUFFIX}") if folder.is_dir() else []:
+        try:
+            sender = path.read_text("utf-8", errors="replace").split("\t", 1)[0]
+        except OSError:
+            continue
+        parts = sender.rsplit(":", 2)
+        if (
+            len(parts) == 3
+            and parts[0] == this_machine()
+            and parts[1].isdigit()
+            and _pid_alive(int(parts[1]))
+        ):
+            pids.append(int(parts[1]))
+    return sorted(set(pids))
+
+
 def replay(
-    pub: Publication, store: Store, issue_slug: str, message_ids: tuple[str, str] | None = None
+    pub: Publication,
+    store: Store,
+    issue_slug: str,
+    message_ids: tuple[str, str] | None = None,
 ) -> Replayed:
     """Record the answers in the journals of this machine's dead senders of ``issue_slug``
     (call before :func:`~masthead.deliver.outbox.recover` puts their rows back).
@@ -155,7 +214,7 @@ def replay(
         if read is None:
             continue
         sender, slug, results = read
-        if slug != issue_slug or not _dead_here(sender):
+        if slug != issue_slug or not _gone(store, issue_slug, sender):
             continue
         latest: dict[int, Result] = {}
         for r in results:  # a row answered twice in one run (a retry): the last answer
@@ -163,9 +222,15 @@ def replay(
         answered = list(latest.values())
         for start in range(0, len(answered), CHUNK):
             chunk = answered[start : start + CHUNK]
-            adopt_for_replay(store, issue_slug, sender, [r.row.id for r in chunk])
+            adopt_for_replay(
+                store,
+                issue_slug,
+                sender,
+                [(r.row.id, r.row.subscriber_id, r.row.email) for r in chunk],
+            )
             record(store, sender, chunk, message_ids)
-        path.unlink(missing_ok=True)
+        if _finished_with(path, sender):
+            path.unlink(missing_ok=True)
         journals += 1
         answers += len(latest)
     return Replayed(journals, answers)

@@ -647,11 +647,43 @@ def backoff(attempts: int, base: float, cap: float) -> float:
     return min(cap, base * (2 ** max(0, attempts - 1))) * (0.5 + random.random())
 
 
-def adopt_for_replay(store: Store, issue_slug: str, sender: str, ids: list[int]) -> int:
+def holds_live_lease(store: Store, issue_slug: str, sender: str) -> bool:
+    """Whether ``sender`` still holds a row of the send whose lease has not run out."""
+    with store.read() as conn:
+        now = db_now(conn)
+        return (
+            conn.execute(
+                select(outbox.c.id)
+                .where(
+                    outbox.c.issue_slug == issue_slug,
+                    outbox.c.state == "sending",
+                    outbox.c.claimed_by == sender,
+                    outbox.c.lease_until >= now,
+                )
+                .limit(1)
+            ).first()
+            is not None
+        )
+
+
+def adopt_for_replay(
+    store: Store, issue_slug: str, sender: str, rows: list[tuple[int, int, str]]
+) -> int:
     """Mark the rows of a dead sender's journal as ``sender``'s again, so that
     :func:`record` applies its answers: rows still in its claim, or put back to ``pending``
-    (by :func:`recover`) and not claimed since. Returns how many."""
+    (by :func:`recover`) and not claimed since. ``rows`` are (row id, subscriber id,
+    address): a row is taken only when all three match (a journal copied from another
+    publication names other readers). Returns how many."""
+    named = {rid: (sid, email) for rid, sid, email in rows}
     with store.begin() as conn:
+        found = conn.execute(
+            select(outbox.c.id, outbox.c.subscriber_id, outbox.c.email).where(
+                outbox.c.issue_slug == issue_slug, among(conn, outbox.c.id, list(named))
+            )
+        ).all()
+        ids = [r.id for r in found if named.get(r.id) == (r.subscriber_id, r.email)]
+        if not ids:
+            return 0
         theirs = and_(outbox.c.state == "sending", outbox.c.claimed_by == sender)
         put_back = and_(outbox.c.state == "pending", outbox.c.claimed_by.is_(None))
         return int(

@@ -114,7 +114,8 @@ def _check_copy(path: Path) -> None:
 def restore(pub: Publication, url: str, backup: Path | None = None) -> Restored:
     """Put ``backup`` (default: the newest copy) in place of the SQLite database, keeping
     the file it replaces as ``masthead.db.replaced-<time>``. Stop ``masthead serve`` and
-    sends first: they hold the old file open."""
+    sends first: they hold the old file open (``masthead db restore`` refuses while a send
+    of this machine runs)."""
     target = sqlite_file(url)
     if target is None:
         raise StoreError(
@@ -137,8 +138,12 @@ def restore(pub: Publication, url: str, backup: Path | None = None) -> Restored:
     from . import dispose_engines
 
     dispose_engines()
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     aside = target.with_name(f"{target.name}.replaced-{stamp}")
+    n = 1
+    while aside.exists():  # never over a file kept before
+        aside = target.with_name(f"{target.name}.replaced-{stamp}-{n}")
+        n += 1
     kept: Path | None = None
     if target.exists():
         kept = aside

@@ -47,20 +47,45 @@ def _shown(url: str) -> str:
     return shown(url)
 
 
+UNREADABLE = "(an unreadable marker)"
+"""What :func:`remembered` gives for every URL when the marker exists but cannot be read:
+a database was there, its id is not known."""
+
+
+class _Unreadable(dict):  # type: ignore[type-arg]
+    def get(self, key: object, default: object = None) -> str:  # type: ignore[override]
+        return UNREADABLE
+
+
+def _key(pub: Publication, url: str) -> str:
+    """The marker's key for ``url``: the publication's own SQLite file by its place in the
+    publication (the folder may move), any other database by its URL (password hidden)."""
+    if url == f"sqlite:///{(pub.state_dir / 'masthead.db').resolve()}":
+        return "sqlite:///.masthead/masthead.db"
+    return _shown(url)
+
+
 def remembered(pub: Publication) -> dict[str, str]:
-    """URL (password hidden) → the database id this publication last saw there."""
+    """Marker key (see :func:`_key`) → the database id this publication last saw there."""
+    path = marker_path(pub)
     try:
-        data = json.loads(marker_path(pub).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return _Unreadable()
+    if not isinstance(data, dict):
+        return _Unreadable()
+    return {str(k): str(v) for k, v in data.items()}
 
 
 def _remember(pub: Publication, url: str, database_id: str) -> None:
     known = remembered(pub)
-    if known.get(_shown(url)) == database_id:
+    if isinstance(known, _Unreadable):
+        known = {}
+    if known.get(_key(pub, url)) == database_id:
         return
-    known[_shown(url)] = database_id
+    known[_key(pub, url)] = database_id
     path = marker_path(pub)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{MARKER}.{os.getpid()}.tmp")
@@ -72,24 +97,29 @@ def read_id(conn: Connection) -> str | None:
     return conn.execute(select(settings.c.value).where(settings.c.name == DATABASE_ID)).scalar()
 
 
-def _restore_fix(pub: Publication) -> str:
+def _restore_fix(pub: Publication, url: str) -> str:
+    start_over = f"if you really mean to start a new, empty list, delete {marker_path(pub)}"
+    if not url.startswith("sqlite"):
+        return (
+            "restore the database from its own backup (pg_restore of your pg_dump, or a base "
+            f"backup; Masthead's own restore command is for SQLite files); {start_over}"
+        )
     return (
         f"restore the last good copy with `masthead db restore {pub.root}` (made before each "
-        "send, in .masthead/backups/), or from your own backup; if you really mean to start a "
-        f"new, empty list, delete {marker_path(pub)}"
+        f"send, in .masthead/backups/), or from your own backup; {start_over}"
     )
 
 
 def check_not_lost(pub: Publication, url: str) -> None:
     """Refuse an empty database where this publication had one (call before creating
     tables in it)."""
-    known = remembered(pub).get(_shown(url))
+    known = remembered(pub).get(_key(pub, url))
     if known:
         raise DatabaseLost(
             f"the database {_shown(url)} is empty or missing, but this publication had one "
             f"there (id {known}); it was deleted, truncated or replaced. Taken for a new list, "
             "it would mail every reader who already had an issue again",
-            fix=_restore_fix(pub),
+            fix=_restore_fix(pub, url),
         )
 
 
@@ -98,7 +128,7 @@ def ensure_identity(pub: Publication, engine: Engine, url: str, *, write: bool =
     refuse a database whose id is not the one remembered for its URL."""
     with engine.connect() as conn:
         found = read_id(conn)
-    known = remembered(pub).get(_shown(url))
+    known = remembered(pub).get(_key(pub, url))
     if found is None:
         if not write:
             return
@@ -119,7 +149,7 @@ def ensure_identity(pub: Publication, engine: Engine, url: str, *, write: bool =
         raise DatabaseLost(
             f"the database {_shown(url)} has id {found}, but this publication's database there "
             f"had id {known}: it was replaced by another publication's",
-            fix=_restore_fix(pub),
+            fix=_restore_fix(pub, url),
         )
     if write and found:
         _remember(pub, url, found)

@@ -200,5 +200,18 @@ def db_restore(directory: Path, source: Path | None, list_only: bool, yes: bool)
         )
     done = restore(pub, url, source)
     click.echo(f"Restored {done.backup} → {done.database}")
+    from .deliver.engine import send_message_id_parts
+    from .deliver.journal import replay_finished
+    from .store import open_store
+
+    store = open_store(pub)
+    answers = replay_finished(
+        pub, store, done.backup.stat().st_mtime, lambda slug: send_message_id_parts(pub, slug)
+    )
+    if answers:
+        click.echo(
+            f"Recorded {answers:,} answers of sends made after the copy, from their journals "
+            "(those readers are not mailed again)."
+        )
     if done.kept_as:
         click.echo(f"The file it replaced is kept as {done.kept_as}")

@@ -207,6 +207,11 @@ def send_issue(
 
     # What dead senders of this machine heard from the server, before their rows go back.
     replayed = replay(pub, store, issue.slug, send_message_id_parts(pub, issue.slug))
+    from ..store.backup import backups
+    from .journal import prune_finished
+
+    copies = backups(pub)
+    prune_finished(pub, copies[0].stat().st_mtime if copies else None)
     recovered = recover(store, issue.slug, resend_unknown=resend_unknown)
     from .outbox import mark_finished, mark_started
 

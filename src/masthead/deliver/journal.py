@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
     from ..store import Store
 
 SUFFIX = ".log"
+DONE = "done"
+"""The folder of journals whose answers are all in the database."""
+KEEP_DONE_SECONDS = 30 * 24 * 3600
+"""Without copies of the database (PostgreSQL), how long finished journals are kept."""
 STATES = frozenset({"sent", "failed", "unknown", "bounced", "retry", "release"})
 """The answers a journal line may hold (what :class:`~.outbox.Result` records)."""
 CHUNK = 5000
@@ -85,13 +90,20 @@ class Journal:
         os.write(self._fd, (line + "\n").encode("utf-8", "replace"))
 
     def close(self, *, all_recorded: bool) -> None:
-        """Close; delete the file when every answer is in the database."""
+        """Close. When every answer is in the database, the journal moves to ``done/``: it
+        stays until every copy of the database kept in ``.masthead/backups/`` was made after
+        it, so restoring a copy can bring its answers back (:func:`replay_finished`)."""
         if self._fd is None:
             return
         os.close(self._fd)
         self._fd = None
         if all_recorded:
-            self.path.unlink(missing_ok=True)
+            done = self.path.parent / DONE
+            try:
+                done.mkdir(exist_ok=True, mode=0o700)
+                os.replace(self.path, done / self.path.name)
+            except OSError:
+                self.path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -203,8 +215,6 @@ def replay(
     An answer is applied to its row while the row is still the dead sender's (``sending``)
     or has been put back to ``pending`` and not sent since; rows another sender has
     answered meanwhile are left alone. Idempotent: a journal is deleted once replayed."""
-    from .outbox import adopt_for_replay, record
-
     folder = journal_dir(pub)
     if not folder.is_dir():
         return Replayed(0, 0)
@@ -216,21 +226,68 @@ def replay(
         sender, slug, results = read
         if slug != issue_slug or not _gone(store, issue_slug, sender):
             continue
-        latest: dict[int, Result] = {}
-        for r in results:  # a row answered twice in one run (a retry): the last answer
-            latest[r.row.id] = r
-        answered = list(latest.values())
-        for start in range(0, len(answered), CHUNK):
-            chunk = answered[start : start + CHUNK]
-            adopt_for_replay(
-                store,
-                issue_slug,
-                sender,
-                [(r.row.id, r.row.subscriber_id, r.row.email) for r in chunk],
-            )
-            record(store, sender, chunk, message_ids)
+        answers += _apply(store, issue_slug, sender, results, message_ids)
         if _finished_with(path, sender):
             path.unlink(missing_ok=True)
         journals += 1
-        answers += len(latest)
     return Replayed(journals, answers)
+
+
+def _apply(
+    store: Store,
+    issue_slug: str,
+    sender: str,
+    results: list[Result],
+    message_ids: tuple[str, str] | None,
+) -> int:
+    """Record a journal's answers into the rows they belong to (see :func:`replay`)."""
+    from .outbox import adopt_for_replay, record
+
+    latest: dict[int, Result] = {}
+    for r in results:  # a row answered twice in one run (a retry): the last answer
+        latest[r.row.id] = r
+    answered = list(latest.values())
+    for start in range(0, len(answered), CHUNK):
+        chunk = answered[start : start + CHUNK]
+        adopt_for_replay(
+            store, issue_slug, sender, [(r.row.id, r.row.subscriber_id, r.row.email) for r in chunk]
+        )
+        record(store, sender, chunk, message_ids)
+    return len(latest)
+
+
+def replay_finished(
+    pub: Publication, store: Store, since: float, message_ids: Callable[[str], tuple[str, str]]
+) -> int:
+    """After a copy of the database made at ``since`` (a Unix time) was restored: record
+    the answers of every finished journal written after it, so that no reader the copy
+    does not know as mailed is mailed again. Returns how many answers."""
+    folder = journal_dir(pub) / DONE
+    answers = 0
+    for path in sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []:
+        try:
+            if path.stat().st_mtime < since:
+                continue
+        except OSError:
+            continue
+        read = _read(path)
+        if read is None:
+            continue
+        sender, slug, results = read
+        answers += _apply(store, slug, sender, results, message_ids(slug))
+    return answers
+
+
+def prune_finished(pub: Publication, oldest_copy: float | None) -> None:
+    """Delete finished journals that every kept copy of the database includes (older than
+    the oldest copy), or, without copies, older than :data:`KEEP_DONE_SECONDS`."""
+    import time
+
+    folder = journal_dir(pub) / DONE
+    limit = oldest_copy if oldest_copy is not None else time.time() - KEEP_DONE_SECONDS
+    for path in folder.glob(f"*{SUFFIX}") if folder.is_dir() else []:
+        try:
+            if path.stat().st_mtime < limit:
+                path.unlink()
+        except OSError:
+            continue

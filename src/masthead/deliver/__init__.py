@@ -30,6 +30,7 @@ import asyncio
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import SendError, SmtpError
@@ -93,17 +94,44 @@ def policy_from_config(pub: Publication, **overrides: Any) -> SendPolicy:
 
 def issue_entry(pub: Publication, slug: str) -> dict[str, Any]:
     """The issue's entry in ``_site/manifest.json`` (the email links to the built editions)."""
-    try:
-        manifest = json.loads((pub.site_dir / "manifest.json").read_text("utf-8"))
-    except (FileNotFoundError, ValueError):
-        manifest = {"issues": []}
-    for entry in manifest.get("issues", []):
+    path = pub.site_dir / "manifest.json"
+    for entry in _manifest_issues(pub, path):
         if entry.get("slug") == slug:
             return entry
     raise SendError(
         f"issue {slug} is not built: the email links to its web and PDF editions",
-        path=pub.site_dir / "manifest.json",
+        path=path,
         fix=f"run `masthead build {pub.root} --issue {slug}` (and publish _site/) first",
+    )
+
+
+def _manifest_issues(pub: Publication, path: Path) -> list[dict[str, Any]]:
+    """The manifest's ``issues`` (none when it is missing); a manifest that cannot be read
+    or is not shaped as ``masthead build`` writes it (damaged, edited by hand, a folder) is
+    a SendError naming the file, not a traceback."""
+    try:
+        manifest = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:  # a folder, unreadable, not UTF-8, not JSON
+        raise _damaged_manifest(pub, path, str(exc)) from exc
+    issues = manifest.get("issues", []) if isinstance(manifest, dict) else None
+    if not isinstance(issues, list):
+        raise _damaged_manifest(pub, path, 'not an object with an "issues" list')
+    for entry in issues:
+        editions = entry.get("editions", {}) if isinstance(entry, dict) else None
+        if not isinstance(editions, dict) or not all(
+            isinstance(e, dict) for e in editions.values()
+        ):
+            raise _damaged_manifest(pub, path, f"an issue entry is not an object: {entry!r:.80}")
+    return issues
+
+
+def _damaged_manifest(pub: Publication, path: Path, why: str) -> SendError:
+    return SendError(
+        f"the site manifest is damaged ({why})",
+        path=path,
+        fix=f"run `masthead build {pub.root}` to write it again",
     )
 
 
@@ -120,10 +148,22 @@ def template_cache(pub: Publication, issue: Issue, entry: dict[str, Any]):  # ty
     from ..render.email.message import build_template
 
     pdf_path = entry.get("pdf")
-    pdf_bytes = None
-    if pdf_path and pub.config.email.attach_pdf:
-        pdf_bytes = (pub.site_dir / pdf_path).read_bytes()
+    attach = bool(pdf_path and pub.config.email.attach_pdf)
     cache: dict[str | None, Any] = {}
+
+    def pdf_bytes(path: str) -> bytes | None:
+        # read only when an edition is rendered: a resumed send reads its stored snapshot
+        # and needs no PDF (one deleted from _site/ since must not stop it)
+        if not attach:
+            return None
+        try:
+            return (pub.site_dir / path).read_bytes()
+        except OSError as exc:
+            raise SendError(
+                f"the PDF to attach cannot be read ({exc.strerror})",
+                path=pub.site_dir / path,
+                fix=f"run `masthead build {pub.root} --issue {issue.slug}` to make it again",
+            ) from exc
 
     main, *_ = languages = edition_languages(pub)
     editions = set(languages)
@@ -138,14 +178,11 @@ def template_cache(pub: Publication, issue: Issue, entry: dict[str, Any]):  # ty
 
                 edition = load_issue(pub, issue.slug, lang)
             edition_pdf = entry.get("editions", {}).get(lang, {}).get("pdf") or pdf_path
-            edition_pdf_bytes = pdf_bytes
-            if pdf_bytes is not None and edition_pdf != pdf_path:
-                edition_pdf_bytes = (pub.site_dir / edition_pdf).read_bytes()
             cache[lang] = build_template(
                 pub,
                 edition,
                 pdf_path=edition_pdf,
-                pdf_bytes=edition_pdf_bytes,
+                pdf_bytes=pdf_bytes(edition_pdf),
                 lang=lang,
                 web_path=_web_folder(entry, lang, main),
             )

@@ -142,10 +142,14 @@ def edition_languages(pub: Publication) -> list[str]:
     return [main, *sorted(others)]
 
 
-def template_cache(pub: Publication, issue: Issue, entry: dict[str, Any]):  # type: ignore[no-untyped-def]
+def template_cache(pub: Publication, issue: Issue | str, entry: dict[str, Any]):  # type: ignore[no-untyped-def]
     """``templates(language)``: the issue's message template per reader language, rendered
-    on first use."""
+    on first use. ``issue`` is the loaded issue or its slug: then every edition, the main
+    one too, is loaded from the content folder only when it is rendered."""
+    from ..content import load_issue
     from ..render.email.message import build_template
+
+    slug = issue if isinstance(issue, str) else issue.slug
 
     pdf_path = entry.get("pdf")
     attach = bool(pdf_path and pub.config.email.attach_pdf)
@@ -162,7 +166,7 @@ def template_cache(pub: Publication, issue: Issue, entry: dict[str, Any]):  # ty
             raise SendError(
                 f"the PDF to attach cannot be read ({exc.strerror})",
                 path=pub.site_dir / path,
-                fix=f"run `masthead build {pub.root} --issue {issue.slug}` to make it again",
+                fix=f"run `masthead build {pub.root} --issue {slug}` to make it again",
             ) from exc
 
     main, *_ = languages = edition_languages(pub)
@@ -172,11 +176,10 @@ def template_cache(pub: Publication, issue: Issue, entry: dict[str, Any]):  # ty
         # a reader whose language has no edition of this publication reads the main one
         lang = language if language in editions else main
         if lang not in cache:
-            edition = issue
-            if lang != main:
-                from ..content import load_issue
-
-                edition = load_issue(pub, issue.slug, lang)
+            if lang == main and not isinstance(issue, str):
+                edition = issue
+            else:
+                edition = load_issue(pub, slug, None if lang == main else lang)
             edition_pdf = entry.get("editions", {}).get(lang, {}).get("pdf") or pdf_path
             cache[lang] = build_template(
                 pub,
@@ -215,7 +218,7 @@ class SendReport:
 def send_issue(
     pub: Publication,
     store: Store,
-    issue: Issue,
+    issue: Issue | str,
     *,
     policy: SendPolicy | None = None,
     settings: SmtpSettings | None = None,
@@ -226,34 +229,37 @@ def send_issue(
     """Send (or go on sending) ``issue`` to its outbox; the send must exist
     (:func:`create_send`). Returns this run's figures and the send's state. ``resume``
     lifts a pause first (an editor running ``masthead send`` again); a worker started by a
-    timer passes False, so a paused send stays paused."""
+    timer passes False, so a paused send stays paused. ``issue`` may be given by its slug
+    alone: it is then loaded from the content folder only if the send's editions are not
+    stored yet (a send that has begun goes on with its folder archived or broken)."""
     from .snapshot import send_templates
 
-    entry = issue_entry(pub, issue.slug)
+    slug = issue if isinstance(issue, str) else issue.slug
+    entry = issue_entry(pub, slug)
     # Every edition rendered (or read back) before any claim: a broken template fails here,
     # and every reader of the send gets the issue as it was when the send started.
     templates = send_templates(
-        pub, store, issue, template_cache(pub, issue, entry), edition_languages(pub)
+        pub, store, slug, template_cache(pub, issue, entry), edition_languages(pub)
     )
     settings = settings or smtp_settings(pub)
     policy = policy or policy_from_config(pub)
     if resume:
-        set_paused(store, issue.slug, False)
+        set_paused(store, slug, False)
     from .engine import send_message_id_parts
     from .journal import replay
 
     # What dead senders of this machine heard from the server, before their rows go back.
-    replayed = replay(pub, store, issue.slug, send_message_id_parts(pub, issue.slug))
-    recovered = recover(store, issue.slug, resend_unknown=resend_unknown)
+    replayed = replay(pub, store, slug, send_message_id_parts(pub, slug))
+    recovered = recover(store, slug, resend_unknown=resend_unknown)
     from .outbox import mark_finished, mark_started
 
-    mark_started(store, issue.slug)
-    sender = Sender(pub, store, issue.slug, templates, settings, policy, progress)
+    mark_started(store, slug)
+    sender = Sender(pub, store, slug, templates, settings, policy, progress)
     run = asyncio.run(sender.run())
     run.recovered += recovered  # at the start, and rows taken over from a dead sender since
-    state = send_state(store, issue.slug)
+    state = send_state(store, slug)
     if state.remaining == 0:
-        mark_finished(store, issue.slug)
+        mark_finished(store, slug)
     return SendReport(run=run, state=state, recovered=run.recovered, replayed=replayed.answers)
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from .cli import PUB_DIR, friendly_errors, main
 
 if TYPE_CHECKING:
-    from .model import Publication
+    from .model import Issue, Publication
 
 
 @main.command("send")
@@ -103,16 +103,16 @@ def send_command(
         send_test,
         set_paused,
     )
+    from .deliver.snapshot import has_snapshot
     from .store import open_store
     from .store.backup import backup_before_send
     from .store.tokens import verify_secret
 
     pub = load_publication(directory)
-    issue = load_issue(pub, slug)
     if worker:
         yes = True
     if test_to:
-        outcome = send_test(pub, issue, test_to)
+        outcome = send_test(pub, load_issue(pub, slug), test_to)
         ok = outcome.state == "sent"
         click.echo(f"Test message to {test_to}: {outcome.state} ({outcome.code} {outcome.message})")
         sys.exit(0 if ok else 1)
@@ -124,6 +124,11 @@ def send_command(
             sys.exit(1)
         click.echo(f"Paused the send of {slug}; run `masthead send` again to resume.")
         return
+    # A send that has begun goes on from the editions its first run stored: its issue folder
+    # may be archived, renamed or broken since. A new send loads (and so checks) it first.
+    issue: Issue | str = (
+        slug if state.exists and has_snapshot(store, slug) else load_issue(pub, slug)
+    )
     issue_entry(pub, slug)  # fail now, before any question, if the issue is not built
     verify_secret(store, pub)  # and if this machine would sign links no other one accepts
     if state.exists:
@@ -134,7 +139,7 @@ def send_command(
         question = f"Send issue {slug} to {todo:,} subscribers?"
     _warn_about_long_verp(pub)
     if dry_run:
-        _dry_run(pub, issue, state, todo)
+        _dry_run(pub, store, issue, state, todo)
         return
     if todo == 0 and not state.exists:
         click.echo("No active subscribers: nothing to send.")
@@ -172,10 +177,15 @@ def _warn_about_long_verp(pub: Publication) -> None:
         )
 
 
-def _dry_run(pub, issue, state, todo: int) -> None:  # type: ignore[no-untyped-def]
-    from .deliver import issue_entry, template_cache
+def _dry_run(pub, store, issue, state, todo: int) -> None:  # type: ignore[no-untyped-def]
+    from .deliver import edition_languages, issue_entry, template_cache
 
-    template = template_cache(pub, issue, issue_entry(pub, issue.slug))(None)
+    if isinstance(issue, str):  # a begun send: the email its first run stored
+        from .deliver.snapshot import send_templates
+
+        template = send_templates(pub, store, issue, _never_rendered, edition_languages(pub))(None)
+    else:
+        template = template_cache(pub, issue, issue_entry(pub, issue.slug))(None)
     c = pub.config
     click.echo(f"Dry run: nothing is sent.\n  Subject:  {template.subject}")
     click.echo(f"  From:     {c.email.from_}")
@@ -191,6 +201,10 @@ def _dry_run(pub, issue, state, todo: int) -> None:  # type: ignore[no-untyped-d
         )
 
 
+def _never_rendered(language: str | None) -> NoReturn:
+    raise AssertionError("a dry run reads a stored snapshot only")
+
+
 def _run_with_progress(pub, store, issue, policy, resend_unknown: bool, quiet: bool):  # type: ignore[no-untyped-def]
     from rich.progress import (
         BarColumn,
@@ -202,7 +216,8 @@ def _run_with_progress(pub, store, issue, policy, resend_unknown: bool, quiet: b
 
     from .deliver import send_issue, send_state
 
-    state = send_state(store, issue.slug)
+    slug = issue if isinstance(issue, str) else issue.slug
+    state = send_state(store, slug)
     todo = state.remaining + (state.count("unknown") if resend_unknown else 0)
     if quiet or not sys.stderr.isatty():
         return send_issue(pub, store, issue, policy=policy, resend_unknown=resend_unknown)
@@ -214,7 +229,7 @@ def _run_with_progress(pub, store, issue, policy, resend_unknown: bool, quiet: b
         TimeRemainingColumn(),
     )
     with Progress(*columns, transient=True) as bar:
-        task = bar.add_task(issue.slug, total=todo, rate=0.0)
+        task = bar.add_task(slug, total=todo, rate=0.0)
         import time
 
         started = time.monotonic()
@@ -237,8 +252,9 @@ def _run_as_worker(pub, store, issue, policy, resend_unknown: bool, quiet: bool,
     from .deliver import send_issue
     from .deliver.outbox import this_machine
 
+    slug = issue if isinstance(issue, str) else issue.slug
     if paused:
-        click.echo(f"The send of {issue.slug} is paused: this worker sends nothing.")
+        click.echo(f"The send of {slug} is paused: this worker sends nothing.")
         sys.exit(1)
     where = f"{this_machine()}:{os.getpid()}"
     started = time.monotonic()
@@ -258,7 +274,7 @@ def _run_as_worker(pub, store, issue, policy, resend_unknown: bool, quiet: bool,
         )
 
     if not quiet:
-        click.echo(f"Worker {where} sending issue {issue.slug}", err=True)
+        click.echo(f"Worker {where} sending issue {slug}", err=True)
     return send_issue(
         pub,
         store,

@@ -30,6 +30,7 @@ import asyncio
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import SendError, SmtpError
@@ -93,17 +94,44 @@ def policy_from_config(pub: Publication, **overrides: Any) -> SendPolicy:
 
 def issue_entry(pub: Publication, slug: str) -> dict[str, Any]:
     """The issue's entry in ``_site/manifest.json`` (the email links to the built editions)."""
-    try:
-        manifest = json.loads((pub.site_dir / "manifest.json").read_text("utf-8"))
-    except (FileNotFoundError, ValueError):
-        manifest = {"issues": []}
-    for entry in manifest.get("issues", []):
+    path = pub.site_dir / "manifest.json"
+    for entry in _manifest_issues(pub, path):
         if entry.get("slug") == slug:
             return entry
     raise SendError(
         f"issue {slug} is not built: the email links to its web and PDF editions",
-        path=pub.site_dir / "manifest.json",
+        path=path,
         fix=f"run `masthead build {pub.root} --issue {slug}` (and publish _site/) first",
+    )
+
+
+def _manifest_issues(pub: Publication, path: Path) -> list[dict[str, Any]]:
+    """The manifest's ``issues`` (none when it is missing); a manifest that cannot be read
+    or is not shaped as ``masthead build`` writes it (damaged, edited by hand, a folder) is
+    a SendError naming the file, not a traceback."""
+    try:
+        manifest = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:  # a folder, unreadable, not UTF-8, not JSON
+        raise _damaged_manifest(pub, path, str(exc)) from exc
+    issues = manifest.get("issues", []) if isinstance(manifest, dict) else None
+    if not isinstance(issues, list):
+        raise _damaged_manifest(pub, path, 'not an object with an "issues" list')
+    for entry in issues:
+        editions = entry.get("editions", {}) if isinstance(entry, dict) else None
+        if not isinstance(editions, dict) or not all(
+            isinstance(e, dict) for e in editions.values()
+        ):
+            raise _damaged_manifest(pub, path, f"an issue entry is not an object: {entry!r:.80}")
+    return issues
+
+
+def _damaged_manifest(pub: Publication, path: Path, why: str) -> SendError:
+    return SendError(
+        f"the site manifest is damaged ({why})",
+        path=path,
+        fix=f"run `masthead build {pub.root}` to write it again",
     )
 
 
@@ -114,16 +142,32 @@ def edition_languages(pub: Publication) -> list[str]:
     return [main, *sorted(others)]
 
 
-def template_cache(pub: Publication, issue: Issue, entry: dict[str, Any]):  # type: ignore[no-untyped-def]
+def template_cache(pub: Publication, issue: Issue | str, entry: dict[str, Any]):  # type: ignore[no-untyped-def]
     """``templates(language)``: the issue's message template per reader language, rendered
-    on first use."""
+    on first use. ``issue`` is the loaded issue or its slug: then every edition, the main
+    one too, is loaded from the content folder only when it is rendered."""
+    from ..content import load_issue
     from ..render.email.message import build_template
 
+    slug = issue if isinstance(issue, str) else issue.slug
+
     pdf_path = entry.get("pdf")
-    pdf_bytes = None
-    if pdf_path and pub.config.email.attach_pdf:
-        pdf_bytes = (pub.site_dir / pdf_path).read_bytes()
+    attach = bool(pdf_path and pub.config.email.attach_pdf)
     cache: dict[str | None, Any] = {}
+
+    def pdf_bytes(path: str) -> bytes | None:
+        # read only when an edition is rendered: a resumed send reads its stored snapshot
+        # and needs no PDF (one deleted from _site/ since must not stop it)
+        if not attach:
+            return None
+        try:
+            return (pub.site_dir / path).read_bytes()
+        except OSError as exc:
+            raise SendError(
+                f"the PDF to attach cannot be read ({exc.strerror})",
+                path=pub.site_dir / path,
+                fix=f"run `masthead build {pub.root} --issue {slug}` to make it again",
+            ) from exc
 
     main, *_ = languages = edition_languages(pub)
     editions = set(languages)
@@ -132,20 +176,16 @@ def template_cache(pub: Publication, issue: Issue, entry: dict[str, Any]):  # ty
         # a reader whose language has no edition of this publication reads the main one
         lang = language if language in editions else main
         if lang not in cache:
-            edition = issue
-            if lang != main:
-                from ..content import load_issue
-
-                edition = load_issue(pub, issue.slug, lang)
+            if lang == main and not isinstance(issue, str):
+                edition = issue
+            else:
+                edition = load_issue(pub, slug, None if lang == main else lang)
             edition_pdf = entry.get("editions", {}).get(lang, {}).get("pdf") or pdf_path
-            edition_pdf_bytes = pdf_bytes
-            if pdf_bytes is not None and edition_pdf != pdf_path:
-                edition_pdf_bytes = (pub.site_dir / edition_pdf).read_bytes()
             cache[lang] = build_template(
                 pub,
                 edition,
                 pdf_path=edition_pdf,
-                pdf_bytes=edition_pdf_bytes,
+                pdf_bytes=pdf_bytes(edition_pdf),
                 lang=lang,
                 web_path=_web_folder(entry, lang, main),
             )
@@ -178,7 +218,7 @@ class SendReport:
 def send_issue(
     pub: Publication,
     store: Store,
-    issue: Issue,
+    issue: Issue | str,
     *,
     policy: SendPolicy | None = None,
     settings: SmtpSettings | None = None,
@@ -189,39 +229,42 @@ def send_issue(
     """Send (or go on sending) ``issue`` to its outbox; the send must exist
     (:func:`create_send`). Returns this run's figures and the send's state. ``resume``
     lifts a pause first (an editor running ``masthead send`` again); a worker started by a
-    timer passes False, so a paused send stays paused."""
+    timer passes False, so a paused send stays paused. ``issue`` may be given by its slug
+    alone: it is then loaded from the content folder only if the send's editions are not
+    stored yet (a send that has begun goes on with its folder archived or broken)."""
     from .snapshot import send_templates
 
-    entry = issue_entry(pub, issue.slug)
+    slug = issue if isinstance(issue, str) else issue.slug
+    entry = issue_entry(pub, slug)
     # Every edition rendered (or read back) before any claim: a broken template fails here,
     # and every reader of the send gets the issue as it was when the send started.
     templates = send_templates(
-        pub, store, issue, template_cache(pub, issue, entry), edition_languages(pub)
+        pub, store, slug, template_cache(pub, issue, entry), edition_languages(pub)
     )
     settings = settings or smtp_settings(pub)
     policy = policy or policy_from_config(pub)
     if resume:
-        set_paused(store, issue.slug, False)
+        set_paused(store, slug, False)
     from .engine import send_message_id_parts
     from .journal import replay
 
     # What dead senders of this machine heard from the server, before their rows go back.
-    replayed = replay(pub, store, issue.slug, send_message_id_parts(pub, issue.slug))
+    replayed = replay(pub, store, slug, send_message_id_parts(pub, slug))
     from ..store.backup import backups
     from .journal import prune_finished
 
     copies = backups(pub)
     prune_finished(pub, copies[0].stat().st_mtime if copies else None)
-    recovered = recover(store, issue.slug, resend_unknown=resend_unknown)
+    recovered = recover(store, slug, resend_unknown=resend_unknown)
     from .outbox import mark_finished, mark_started
 
-    mark_started(store, issue.slug)
-    sender = Sender(pub, store, issue.slug, templates, settings, policy, progress)
+    mark_started(store, slug)
+    sender = Sender(pub, store, slug, templates, settings, policy, progress)
     run = asyncio.run(sender.run())
     run.recovered += recovered  # at the start, and rows taken over from a dead sender since
-    state = send_state(store, issue.slug)
+    state = send_state(store, slug)
     if state.remaining == 0:
-        mark_finished(store, issue.slug)
+        mark_finished(store, slug)
     return SendReport(run=run, state=state, recovered=run.recovered, replayed=replayed.answers)
 
 

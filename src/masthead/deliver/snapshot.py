@@ -23,7 +23,7 @@ from ..render.email.message import MessageTemplate, load_dkim_key
 from ..store import dialect_insert, send_editions
 
 if TYPE_CHECKING:
-    from ..model import Issue, Publication
+    from ..model import Publication
     from ..store import Store
 
 Templates = Callable[[str | None], MessageTemplate]
@@ -60,14 +60,24 @@ def _stored(store: Store, issue_slug: str) -> list[Any]:
         )
 
 
+def has_snapshot(store: Store, issue_slug: str) -> bool:
+    """Whether the send of ``issue_slug`` has its editions stored (its first run made them):
+    every later run sends them, and needs neither the content folder nor the built PDF."""
+    with store.read() as conn:
+        row = conn.execute(
+            select(send_editions.c.language).where(send_editions.c.issue_slug == issue_slug)
+        ).first()
+    return row is not None
+
+
 def send_templates(
-    pub: Publication, store: Store, issue: Issue, render: Templates, languages: list[str]
+    pub: Publication, store: Store, issue_slug: str, render: Templates, languages: list[str]
 ) -> Templates:
-    """``templates(language)`` for the send of ``issue``: the editions stored when the send
-    started; on its first run, ``render`` makes them (each of ``languages``, the first the
-    main one) and they are stored first. Two workers starting at once store one set: the
+    """``templates(language)`` for the send of ``issue_slug``: the editions stored when the
+    send started; on its first run, ``render`` makes them (each of ``languages``, the first
+    the main one) and they are stored first. Two workers starting at once store one set: the
     first committed."""
-    rows = _stored(store, issue.slug)
+    rows = _stored(store, issue_slug)
     if not rows:
         made = {lang: render(lang) for lang in languages}  # all of them, before any claim
         with store.begin() as conn:
@@ -76,7 +86,7 @@ def send_templates(
                 conn.execute(
                     dialect_insert(conn.dialect.name, send_editions)
                     .values(
-                        issue_slug=issue.slug,
+                        issue_slug=issue_slug,
                         language=lang,
                         subject=template.subject,
                         layout=layout,
@@ -85,7 +95,7 @@ def send_templates(
                     )
                     .on_conflict_do_nothing()
                 )
-        rows = _stored(store, issue.slug)
+        rows = _stored(store, issue_slug)
     dkim = load_dkim_key(pub)
     editions = {
         row.language: MessageTemplate(

@@ -145,6 +145,9 @@ class _Jobs:
             if self.s.stopping:  # interrupted or failed: what is queued goes back at once
                 self.s.give_back(job[0])
                 continue
+            if self.s.lease_lost():  # another sender may hold it now: never mail it from here
+                self.s.give_back(job[0], "lease ran out")
+                continue
             if not self._domain_admits(job):
                 continue
             try:
@@ -152,7 +155,7 @@ class _Jobs:
                 await self.s.database_answers()
             except MastheadError as exc:  # the shared rate limit's database is gone
                 self.s.fail(exc)
-            if self.s.stopping:
+            if self.s.stopping or self.s.lease_lost():  # (it waited: check again)
                 self.s.give_back(job[0])
                 continue
             return job
@@ -166,6 +169,9 @@ class _Jobs:
             if job is None:
                 self.finished = True
                 return None
+            if self.s.lease_lost():
+                self.s.give_back(job[0], "lease ran out")
+                continue
             if self._domain_admits(job):
                 self.s.take_slot()
                 return job
@@ -228,6 +234,9 @@ class Sender:
         self._db_answers.set()
         self._db_failed = False
         self._results_ready = asyncio.Event()
+        self.leased_from: float | None = None
+        """When (monotonic) the leases of every row this sender holds were last set: from the
+        start of its first claim, then of each renewal that succeeded."""
         self._backlog = asyncio.Event()
         """Set while the answers waiting for the recorder are fewer than a batch."""
         self._backlog.set()
@@ -277,6 +286,14 @@ class Sender:
                 stalled.cancel()
             self._db_answers.set()
             return result
+
+    def lease_lost(self) -> bool:
+        """Whether the claims may have run out (a database that hung through a renewal):
+        another sender may have taken the rows over, so their queued messages must not go."""
+        if self.leased_from is None:
+            return False
+        margin = min(1.0, self.policy.lease / 10)
+        return time.monotonic() > self.leased_from + self.policy.lease - margin
 
     @property
     def may_send(self) -> bool:
@@ -436,9 +453,12 @@ class Sender:
     async def _producer(self) -> None:
         p = self.policy
         while self.fatal is None:
+            started = time.monotonic()
             rows = await self.db(
                 outbox.claim, self.store, self.slug, self.me, p.batch, p.lease, self.after
             )
+            if self.leased_from is None:
+                self.leased_from = started
             if rows:
                 self.after = max(self.after, max(row.id for row in rows))
             if rows is not None and self.stats.interrupted:
@@ -609,8 +629,9 @@ class Sender:
                 if batch:
                     await self.db(outbox.record, self.store, self.me, batch, self.msgid_parts)
                 if time.monotonic() - last_renew > self.policy.lease / 5:
+                    started = time.monotonic()
                     await self.db(outbox.renew_lease, self.store, self.me, self.policy.lease)
-                    last_renew = time.monotonic()
+                    last_renew = self.leased_from = started
             except MastheadError as exc:
                 # Unrecorded answers: their rows stay claimed by this sender, and the journal
                 # has the answers; the next sender on this machine records them from it

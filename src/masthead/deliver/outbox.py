@@ -362,6 +362,10 @@ def _sender_transaction(store: Store) -> Iterator[Connection]:
     with store.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            # A sender cut off mid-transaction (a network that hangs) must not hold its row
+            # locks for ever: the server ends such a transaction, and the rows are free for
+            # the sender that takes over after the lease.
+            conn.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = '10s'")
         yield conn
 
 

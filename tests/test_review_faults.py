@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import sqlite_only
 from sendkit import add_subscribers, built_template, open_pub, send_cli, wired_copy
 from smtp_sink import SmtpSink
 
@@ -37,6 +38,7 @@ def wait_for(sink: SmtpSink, n: int, proc: subprocess.Popen[str]) -> None:
         time.sleep(0.002)
 
 
+@sqlite_only  # about the SQLite file and its copies
 def test_restoring_the_copy_made_before_a_finished_send_mails_everyone_again(
     template: Path, tmp_path: Path
 ) -> None:
@@ -86,6 +88,7 @@ def test_a_journal_of_a_sender_killed_before_a_reboot_is_never_replayed(
     assert len(twice) <= 3, f"{len(twice)} readers got the issue twice"
 
 
+@sqlite_only  # about the SQLite file and its copies
 def test_an_unreadable_database_marker_lets_an_emptied_database_pass_as_a_new_list(
     template: Path, tmp_path: Path
 ) -> None:
@@ -109,6 +112,7 @@ def test_an_unreadable_database_marker_lets_an_emptied_database_pass_as_a_new_li
     )
 
 
+@sqlite_only  # about the SQLite file and its copies
 def test_two_restores_in_one_second_keep_the_file_replaced_first(
     template: Path, tmp_path: Path
 ) -> None:
@@ -285,6 +289,7 @@ def test_a_journal_copied_from_another_publication_marks_nobody_sent(
     assert set(received) == set(addresses), f"{len(received)} of 20 mailed: {out}"
 
 
+@sqlite_only  # about the SQLite file and its copies
 def test_an_emptied_database_is_refused_after_the_publication_folder_was_moved(
     template: Path, tmp_path: Path
 ) -> None:
@@ -304,6 +309,7 @@ def test_an_emptied_database_is_refused_after_the_publication_folder_was_moved(
     assert result.returncode != 0 and "restore" in result.stderr, result.stdout + result.stderr
 
 
+@sqlite_only  # about the SQLite file and its copies
 def test_pages_damaged_mid_send_then_the_documented_restore_doubles_the_whole_send(
     template: Path, tmp_path: Path
 ) -> None:

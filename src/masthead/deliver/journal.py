@@ -27,7 +27,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .outbox import Claimed, Result, _pid_alive, this_machine
+from sqlalchemy import and_, or_, select, update
+
+from ..store import outbox
+from .outbox import Claimed, Result, _pid_alive, among, db_now, this_machine
 
 if TYPE_CHECKING:
     from ..model import Publication
@@ -143,15 +146,18 @@ def _read(path: Path) -> tuple[str, str, list[Result]] | None:
     return sender, slug, results
 
 
+def _pid_here(sender: str) -> int | None:
+    """The process id of ``sender`` (``machine:pid:nonce``) when it is of this machine."""
+    parts = sender.rsplit(":", 2)
+    if len(parts) == 3 and parts[0] == this_machine() and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
 def _dead_here(sender: str) -> bool:
     """Whether ``sender`` was a process of this machine that no longer runs."""
-    parts = sender.rsplit(":", 2)
-    return (
-        len(parts) == 3
-        and parts[0] == this_machine()
-        and parts[1].isdigit()
-        and not _pid_alive(int(parts[1]))
-    )
+    pid = _pid_here(sender)
+    return pid is not None and not _pid_alive(pid)
 
 
 def _gone(store: Store, issue_slug: str, sender: str) -> bool:
@@ -160,11 +166,8 @@ def _gone(store: Store, issue_slug: str, sender: str) -> bool:
     container on the same folder) that holds no live lease on the send."""
     if _dead_here(sender):
         return True
-    parts = sender.rsplit(":", 2)
-    if len(parts) == 3 and parts[0] == this_machine():
+    if _pid_here(sender) is not None:
         return False  # alive here
-    from .outbox import holds_live_lease
-
     return not holds_live_lease(store, issue_slug, sender)
 
 
@@ -192,14 +195,9 @@ def live_senders(pub: Publication) -> list[int]:
             sender = path.read_text("utf-8", errors="replace").split("\t", 1)[0]
         except OSError:
             continue
-        parts = sender.rsplit(":", 2)
-        if (
-            len(parts) == 3
-            and parts[0] == this_machine()
-            and parts[1].isdigit()
-            and _pid_alive(int(parts[1]))
-        ):
-            pids.append(int(parts[1]))
+        pid = _pid_here(sender)
+        if pid is not None and _pid_alive(pid):
+            pids.append(pid)
     return sorted(set(pids))
 
 
@@ -241,7 +239,7 @@ def _apply(
     message_ids: tuple[str, str] | None,
 ) -> int:
     """Record a journal's answers into the rows they belong to (see :func:`replay`)."""
-    from .outbox import adopt_for_replay, record
+    from .outbox import record
 
     latest: dict[int, Result] = {}
     for r in results:  # a row answered twice in one run (a retry): the last answer
@@ -291,3 +289,55 @@ def prune_finished(pub: Publication, oldest_copy: float | None) -> None:
                 path.unlink()
         except OSError:
             continue
+
+
+def holds_live_lease(store: Store, issue_slug: str, sender: str) -> bool:
+    """Whether ``sender`` still holds a row of the send whose lease has not run out."""
+    with store.read() as conn:
+        now = db_now(conn)
+        return (
+            conn.execute(
+                select(outbox.c.id)
+                .where(
+                    outbox.c.issue_slug == issue_slug,
+                    outbox.c.state == "sending",
+                    outbox.c.claimed_by == sender,
+                    outbox.c.lease_until >= now,
+                )
+                .limit(1)
+            ).first()
+            is not None
+        )
+
+
+def adopt_for_replay(
+    store: Store, issue_slug: str, sender: str, rows: list[tuple[int, int, str]]
+) -> int:
+    """Mark the rows of a dead sender's journal as ``sender``'s again, so that
+    :func:`record` applies its answers: rows still in its claim, or put back to ``pending``
+    (by :func:`recover`) and not claimed since. ``rows`` are (row id, subscriber id,
+    address): a row is taken only when all three match (a journal copied from another
+    publication names other readers). Returns how many."""
+    named = {rid: (sid, email) for rid, sid, email in rows}
+    with store.begin() as conn:
+        found = conn.execute(
+            select(outbox.c.id, outbox.c.subscriber_id, outbox.c.email).where(
+                outbox.c.issue_slug == issue_slug, among(conn, outbox.c.id, list(named))
+            )
+        ).all()
+        ids = [r.id for r in found if named.get(r.id) == (r.subscriber_id, r.email)]
+        if not ids:
+            return 0
+        theirs = and_(outbox.c.state == "sending", outbox.c.claimed_by == sender)
+        put_back = and_(outbox.c.state == "pending", outbox.c.claimed_by.is_(None))
+        return int(
+            conn.execute(
+                update(outbox)
+                .where(
+                    outbox.c.issue_slug == issue_slug,
+                    among(conn, outbox.c.id, ids),
+                    or_(theirs, put_back),
+                )
+                .values(state="sending", claimed_by=sender)
+            ).rowcount
+        )
